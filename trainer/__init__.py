@@ -1,0 +1,1 @@
+"""Fine-tuning engine: config, data profiles, engine, monitoring."""

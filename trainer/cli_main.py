@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Front door: ``python trainer/cli_main.py [ACTION] [flags]``.
+
+Training is the default action. ``--help``, ``--print-config``, ``--validate`` and
+``--config-reference`` import no torch / transformers / trl / datasets, so they answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (python trainer/cli_main.py): make the repository root importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trainer.config import SHORT_FLAGS, ConfigError, ConfigLoader, TrainerConfig  # noqa: E402
+from trainer.config.loader import default_config_path, flag_dest  # noqa: E402
+from trainer.config.schema import TrainerConfig as _Schema  # noqa: E402
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _field_doc(path: str) -> str:
+    model: type = _Schema
+    *sections, leaf = path.split(".")
+    for name in sections:
+        model = model.model_fields[name].annotation
+    return model.model_fields[leaf].description or ""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainer",
+        description="Fine-tune a Hugging Face causal LM on your data with a data profile.",
+        epilog="Any config key can be set with --set PATH=VALUE; see --config-reference.",
+    )
+    parser.add_argument(
+        "--config", metavar="PATH", help="JSON config file (default: ./config.json if present)."
+    )
+    for flag in SHORT_FLAGS:
+        extra = f" Clears {', '.join(flag.clears)}." if flag.clears else ""
+        parser.add_argument(
+            flag.flag,
+            dest=flag_dest(flag),
+            metavar=flag.metavar,
+            nargs=flag.nargs,
+            help=f"{_field_doc(flag.path)} [{flag.path}]{extra}",
+        )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="Set any config key by dotted path, e.g. --set hyperparams.learning_rate=1e-4.",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_const",
+        const="true",
+        dest="dry_run",
+        help="Prepare the data and print the data report; train nothing.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--print-config",
+        action="store_true",
+        help="Print the merged config as JSON with each value's source, then exit.",
+    )
+    mode.add_argument(
+        "--validate",
+        action="store_true",
+        help="Check the config and the paths it names; train nothing.",
+    )
+    mode.add_argument(
+        "--config-reference",
+        action="store_true",
+        help="Print the configuration reference (Markdown) generated from the schema.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log at DEBUG level.")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> tuple[TrainerConfig, ConfigLoader]:
+    loader = ConfigLoader(default_config_path(args.config))
+    if args.dry_run:
+        args.set = [*(args.set or []), "debug.dry_run=true"]
+    if args.verbose:
+        args.set = [*(args.set or []), "debug.verbose=true"]
+    return loader.merge_with_cli_args(args), loader
+
+
+def _print_config(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
+    print(json.dumps(loader.provenance(config), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _validate(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
+    from trainer.config.checks import check_paths
+
+    problems = check_paths(config)
+    if problems:
+        raise ConfigError(problems)
+    source = loader.path or "defaults only"
+    print(f"config OK ({source}); profile {config.profile.name}, model {config.model.path}")
+    return EXIT_OK
+
+
+def _train(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
+    from trainer.core.runner import run_from_cli
+
+    return run_from_cli(config, loader)
+
+
+# Mode flags -> handler; the first flag that is set wins (they are mutually exclusive).
+MODES: dict[str, Callable[[TrainerConfig, ConfigLoader, argparse.Namespace], int]] = {
+    "print_config": _print_config,
+    "validate": _validate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the chosen action and return the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.config_reference:
+        from trainer.config.reference import config_reference
+
+        print(config_reference(), end="")
+        return EXIT_OK
+    try:
+        config, loader = load_config(args)
+        handler = next((h for name, h in MODES.items() if getattr(args, name)), _train)
+        return handler(config, loader, args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""Layer 2: the typed job configuration and how it is assembled."""
+
+from trainer.config.errors import ConfigError
+from trainer.config.loader import SHORT_FLAGS, ConfigLoader, create_default_config
+from trainer.config.schema import SCHEMA_VERSION, TrainerConfig
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SHORT_FLAGS",
+    "ConfigError",
+    "ConfigLoader",
+    "TrainerConfig",
+    "create_default_config",
+]

@@ -1,0 +1,76 @@
+"""The configuration reference, generated from the schema so the docs cannot drift from the code.
+
+``python trainer/cli_main.py --config-reference`` prints it; the README embeds the same text
+between markers and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from trainer.config.errors import section_model
+from trainer.config.loader import SHORT_FLAGS
+from trainer.config.schema import TrainerConfig
+
+README_BEGIN = "<!-- config-reference:begin -->"
+README_END = "<!-- config-reference:end -->"
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    return text.removeprefix("<class '").removesuffix("'>")
+
+
+def _default(field: Any) -> str:
+    if field.default is not PydanticUndefined:
+        value = field.default
+    elif field.default_factory is not None:
+        value = field.default_factory()
+    else:
+        return "(required)"
+    if isinstance(value, BaseModel):
+        return ""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _section_rows(model: type[BaseModel], prefix: str, flags: dict[str, str]) -> list[str]:
+    rows = []
+    nested = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub = section_model(field.annotation)
+        if sub is not None and prefix:
+            nested.append((path, sub))
+            continue
+        if sub is not None:
+            continue
+        doc = (field.description or "").replace("|", "\\|")
+        flag = f" (`{flags[path]}`)" if path in flags else ""
+        kind = _type_name(field.annotation).replace("|", "\\|")
+        rows.append(f"| `{path}`{flag} | `{kind}` | `{_default(field)}` | {doc} |")
+    for path, sub in nested:
+        rows.extend(_section_rows(sub, f"{path}.", flags))
+    return rows
+
+
+def config_reference() -> str:
+    """Markdown: one table per section, every field with type, default, flag and description."""
+    flags = {flag.path: flag.flag for flag in SHORT_FLAGS}
+    out = [
+        "Every key below can be set in `config.json`, or on the command line with "
+        "`--set PATH=VALUE` (the value is read as JSON where it parses, else as a string); "
+        "short flags are shown beside their keys.",
+        "",
+    ]
+    for name, field in TrainerConfig.model_fields.items():
+        sub = section_model(field.annotation)
+        assert sub is not None, name
+        out += [f"### `{name}`: {field.description}", ""]
+        out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        out += _section_rows(sub, f"{name}.", flags)
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,313 @@
+"""The typed job configuration: the one place every setting is defined and documented.
+
+Each section is a pydantic model with ``extra="forbid"`` so a misspelt key is an error, never a
+silently ignored setting. Field descriptions are the documentation: the README's configuration
+reference and ``--help`` are generated from them (``trainer.config.reference``).
+
+This module imports only pydantic, so validating a config never pulls in torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+# Names accepted by transformers' ``TrainingArguments.optim`` that run without extra packages
+# beyond ours (bitsandbytes covers the 8-bit ones). A test checks each is still a member of
+# ``transformers.training_args.OptimizerNames`` so this list cannot drift from the library.
+OptimizerName = Literal[
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adafactor",
+    "sgd",
+    "adagrad",
+    "rmsprop",
+    "adamw_8bit",
+    "adamw_bnb_8bit",
+    "paged_adamw_8bit",
+    "paged_adamw_32bit",
+    "lion_32bit",
+    "lion_8bit",
+]
+
+# ``transformers.trainer_utils.SchedulerType`` values (checked by the same test).
+SchedulerName = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+]
+
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+DataFormat = Literal[
+    "auto", "messages", "sharegpt", "alpaca", "prompt_completion", "question_answer", "text"
+]
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HyperParams(Section):
+    batch_size: int = Field(8, ge=1, description="Sequences per device per optimizer micro-step.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-steps accumulated into one optimizer step."
+    )
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    num_epochs: float | None = Field(
+        None,
+        gt=0,
+        description="Passes over the training data. Leave unset with max_steps; if neither is "
+        "set, 1 epoch.",
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to train for; takes the place of num_epochs."
+    )
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Linear warmup length in optimizer steps (or use warmup_ratio)."
+    )
+    warmup_ratio: float | None = Field(
+        None, ge=0, lt=1, description="Warmup length as a fraction of all training steps."
+    )
+    optimizer: OptimizerName = Field(
+        "adamw_torch", description="transformers optimizer name (TrainingArguments.optim)."
+    )
+    scheduler: SchedulerName = Field(
+        "linear", description="transformers learning-rate scheduler name."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(42, description="Seed for model init, data order and dropout.")
+    logging_steps: int = Field(
+        5, ge=1, description="Log metrics to the status file every this many optimizer steps."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward to save memory (slower)."
+    )
+
+    @model_validator(mode="after")
+    def _one_warmup_and_one_length(self) -> HyperParams:
+        problems = []
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            problems.append(
+                "set either hyperparams.warmup_steps or hyperparams.warmup_ratio, not both"
+            )
+        if self.max_steps is not None and self.num_epochs is not None:
+            problems.append(
+                "set either hyperparams.max_steps or hyperparams.num_epochs, not both "
+                "(--max-steps and --epochs each clear the other)"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ModelSection(Section):
+    path: str = Field(
+        "builtin:tiny-qwen3",
+        description="Local Hugging Face model folder, or 'builtin:tiny-qwen3' for the embedded "
+        "tiny model built on first use.",
+    )
+    precision: Precision = Field(
+        "auto",
+        description="Weights dtype: auto (bfloat16 on a GPU that supports it, else float32), "
+        "float32, bfloat16 or float16. A torch dtype is accepted too.",
+    )
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
+        None, description="Attention kernel; unset lets transformers choose."
+    )
+    chat_template: str = Field(
+        "auto",
+        description="'auto' (the model's own template, or plain ChatML where the model's "
+        "template injects <think> blocks that would compete with the profile's format), "
+        "'model', 'chatml', or a path to a Jinja template file.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the model folder (only for folders you trust)."
+    )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _dtype_to_name(cls, value: Any) -> Any:
+        # Accept torch.bfloat16 and "torch.bfloat16" without importing torch here.
+        text = str(value)
+        return text.removeprefix("torch.") if text.startswith("torch.") else value
+
+
+class ColumnMapping(Section):
+    """Which raw column holds which part of an example; unset columns are detected."""
+
+    messages: str | None = Field(None, description="OpenAI-style list of {role, content}.")
+    conversations: str | None = Field(None, description="ShareGPT list of {from, value}.")
+    system: str | None = Field(None, description="System prompt column.")
+    instruction: str | None = Field(None, description="Alpaca instruction column.")
+    input: str | None = Field(None, description="Alpaca input column.")
+    output: str | None = Field(None, description="Alpaca output column.")
+    history: str | None = Field(None, description="Alpaca history: list of [user, assistant].")
+    prompt: str | None = Field(None, description="Prompt column (prompt/completion shape).")
+    completion: str | None = Field(None, description="Completion column.")
+    question: str | None = Field(None, description="Question column (GSM8K shape).")
+    answer: str | None = Field(None, description="Answer column: reasoning, then '#### N'.")
+    text: str | None = Field(None, description="Plain text column (whole row is trained).")
+
+
+class DataSection(Section):
+    dataset_path: list[str] = Field(
+        default_factory=lambda: ["data/arithmetic_train.jsonl"],
+        description="Dataset files or folders (.jsonl, .json, .parquet); a single string is "
+        "accepted.",
+    )
+    format: DataFormat = Field(
+        "auto", description="Row shape; 'auto' detects it from the columns present."
+    )
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping,
+        description="Explicit column names; override detection.",
+    )
+    max_length: int = Field(512, ge=8, description="Longest tokenized example, in tokens.")
+    overlong_policy: Literal["drop", "truncate", "error"] = Field(
+        "drop", description="What to do with an example longer than max_length (always counted)."
+    )
+    packing: bool = Field(
+        False, description="Padding-free packing of several examples per row (SFT)."
+    )
+    max_reject_fraction: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Stop before loading the model if more than this share of rows is rejected.",
+    )
+    holdout_size: int = Field(
+        16, ge=0, description="Rows held out of training for probes and evaluation."
+    )
+    max_rows: int | None = Field(
+        None, ge=1, description="Use at most this many rows (after holdout); for quick runs."
+    )
+    cache_dir: str = Field(
+        ".cache/prepared", description="Where prepared (tokenized) data is cached."
+    )
+
+    @field_validator("dataset_path", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("dataset_path")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one dataset file or folder")
+        return value
+
+
+class ProfileSection(Section):
+    name: str = Field(
+        "regime3",
+        description="Data profile: a registered name (emoji_think, regime3), several joined "
+        "with '+', or an import path 'package.module:Class'.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword options passed to the profile."
+    )
+    stop_sequences: list[str] | None = Field(
+        None, description="Replace the profile's own stop sequences at generation."
+    )
+    system_prompt: str = Field(
+        "You are a helpful assistant.",
+        description="Base system prompt; the profile adds its own instruction to it.",
+    )
+
+
+class InferenceSection(Section):
+    preview_every_steps: int = Field(
+        50, ge=0, description="Generate probe previews every this many steps (0: only at end)."
+    )
+    num_probes: int = Field(
+        8, ge=0, description="Held-out prompts answered at each preview and at the end."
+    )
+    probe_prompts: list[str] = Field(
+        default_factory=list,
+        description="Fixed probe prompts; when empty, probes come from the held-out rows.",
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Longest generated answer, in tokens.")
+    temperature: float = Field(0.0, ge=0, description="0 means greedy decoding.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
+    repetition_penalty: float = Field(1.0, gt=0, description="transformers repetition penalty.")
+
+
+class OutputSection(Section):
+    output_dir: str = Field("outputs", description="Parent folder of run directories.")
+    run_name: str | None = Field(
+        None, description="Run directory name; default '<profile>-<timestamp>'."
+    )
+    save_steps: int = Field(100, ge=1, description="Save a checkpoint every this many steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (oldest removed).")
+    resume: str | None = Field(
+        None,
+        description="'auto' (newest complete checkpoint of this run, if any) or a checkpoint "
+        "folder.",
+    )
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or value in {".", ".."}):
+            raise ValueError("a run name is a single folder name, without '/'")
+        return value
+
+
+class SystemSection(Section):
+    base_dir: str | None = Field(
+        None,
+        description="Relative paths resolve against this folder; default: the config file's "
+        "folder, or the working directory when there is no file.",
+    )
+    status_file: str = Field(
+        "status/training_status.json", description="Live status JSON for dashboards."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where to train; auto picks cuda, then mps, then cpu."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+
+class DebugSection(Section):
+    verbose: bool = Field(False, description="Log at DEBUG level.")
+    dry_run: bool = Field(
+        False, description="Prepare data and print the data report; load no model, train nothing."
+    )
+
+
+class TrainerConfig(Section):
+    """A whole fine-tuning job."""
+
+    hyperparams: HyperParams = Field(default_factory=HyperParams, description="Optimization.")
+    model: ModelSection = Field(default_factory=ModelSection, description="Model to train.")
+    data: DataSection = Field(default_factory=DataSection, description="Training data.")
+    profile: ProfileSection = Field(
+        default_factory=ProfileSection, description="Answer format."
+    )
+    inference: InferenceSection = Field(
+        default_factory=InferenceSection, description="Previews and probes."
+    )
+    output: OutputSection = Field(default_factory=OutputSection, description="Run directory.")
+    system: SystemSection = Field(default_factory=SystemSection, description="Runtime.")
+    debug: DebugSection = Field(default_factory=DebugSection, description="Diagnostics.")
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A config path made absolute against ``system.base_dir`` (or the working directory)."""
+        path = Path(path).expanduser()
+        if path.is_absolute():
+            return path
+        return Path(self.system.base_dir or ".").resolve() / path
