@@ -12,7 +12,9 @@ from pathlib import Path
 from trainer.config.schema import TrainerConfig
 
 BUILTIN_PREFIX = "builtin:"
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+from trainer.data.readers import READERS
+
+DATA_SUFFIXES = tuple(READERS)
 TEMPLATE_KEYWORDS = ("auto", "model", "chatml")
 
 
@@ -24,6 +26,22 @@ def _first_existing_parent(path: Path) -> Path:
 
 def _writable(path: Path) -> bool:
     return os.access(_first_existing_parent(path), os.W_OK)
+
+
+def check_profile(config: TrainerConfig) -> list[str]:
+    """The profile name resolves and takes the given options."""
+    from trainer.profiles import get_profile
+
+    try:
+        get_profile(config.profile.name, config.profile.options)
+    except ValueError as exc:
+        return [f"profile.name: {exc}"]
+    return []
+
+
+def check_config(config: TrainerConfig) -> list[str]:
+    """Everything checkable without loading a model: paths and profile."""
+    return check_paths(config) + check_profile(config)
 
 
 def check_paths(config: TrainerConfig) -> list[str]:

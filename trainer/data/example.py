@@ -1,0 +1,57 @@
+"""The canonical example every row shape converts into, and the record of a rejected row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+class RowError(ValueError):
+    """A row that cannot become an example; the message is the reason shown to the user."""
+
+
+@dataclass
+class Example:
+    """One conversation, plus what the data says about its answer.
+
+    Attributes:
+        messages: chat turns, each {"role": "system"|"user"|"assistant", "content": str}; the
+            last turn is the assistant's answer to learn.
+        final_answer: the bare final answer when the data has one (GSM8K's "#### 42" -> "42").
+        reasoning: reasoning steps, one string per step, when the data has them.
+        source: "<file>:<line>" (line is 1-based; for JSON arrays and parquet, the row index
+            1-based) so every example can be traced back.
+    """
+
+    messages: list[dict[str, str]]
+    final_answer: str | None = None
+    reasoning: list[str] | None = None
+    source: str = ""
+
+
+@dataclass
+class Rejected:
+    """A row that was not trained on, with where it came from and why."""
+
+    file: str
+    line: int | None
+    reason: str
+    raw: Any = None
+    stage: str = "read"  # read | convert | profile | tokenize
+
+    def to_json(self) -> dict[str, Any]:
+        raw = self.raw
+        if not isinstance(raw, (dict, list, str, int, float, bool, type(None))):
+            raw = repr(raw)
+        return {"file": self.file, "line": self.line, "stage": self.stage, "reason": self.reason, "raw": raw}
+
+
+@dataclass
+class RawRow:
+    """A row as read from disk, before its shape is known."""
+
+    file: str
+    line: int
+    data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,334 @@
+"""Row shapes: detect which common dataset shape a raw row has, and convert it to an ``Example``.
+
+Every shape is one registry entry (required columns + converter), checked in a fixed priority
+order; a row that matches none, or that matches but is malformed, raises ``RowError`` with the
+reason the user will read in the reject report. Text is kept verbatim: nothing is stripped or
+normalised except where a shape defines it (GSM8K's ``<<calc>>`` annotations).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.data.example import ROLES, Example, RowError
+
+CANONICAL_COLUMNS = (
+    "messages", "conversations", "system", "instruction", "input", "output", "history",
+    "prompt", "completion", "question", "answer", "text",
+)  # fmt: skip
+
+# ShareGPT speaker -> canonical role. Tool traffic is kept as ordinary turns with its content
+# verbatim rather than rejected: the model should learn to emit the call (an assistant turn) and to
+# read the result (a user turn), and the canonical example has no tool role to put it in.
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "user",
+    "tool": "user",
+}
+
+_ANNOTATION = re.compile(r"<<[^<>]*>>")  # GSM8K calculator traces: "48/2 = <<48/2=24>>24"
+_THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # "1,000" -> "1000"; "3, 4" untouched
+_FINAL_MARKER = "####"
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _field(row: Mapping[str, Any], name: str) -> Any:
+    if name not in row:
+        raise RowError(f"missing field '{name}'")
+    return row[name]
+
+
+def _str_field(row: Mapping[str, Any], name: str) -> str:
+    value = _field(row, name)
+    if not isinstance(value, str):
+        raise RowError(f"field '{name}' must be a string, got {_type_name(value)}")
+    return value
+
+
+def _optional_str(row: Mapping[str, Any], name: str) -> str:
+    """An optional text column; absent and null (parquet's filler for missing values) read as ''."""
+    value = row.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"field '{name}' must be a string, got {_type_name(value)}")
+    return value
+
+
+def _list_field(row: Mapping[str, Any], name: str) -> list[Any]:
+    value = _field(row, name)
+    if not isinstance(value, list):
+        raise RowError(f"field '{name}' must be a list, got {_type_name(value)}")
+    return value
+
+
+def _turn(role: str, content: str) -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+# --- messages (OpenAI) ----------------------------------------------------------------------------
+
+
+def _text_of_parts(parts: list[Any], where: str) -> str:
+    """OpenAI multi-part content -> text; parts joined by newlines, as vLLM's chat utils do."""
+    texts = []
+    for index, part in enumerate(parts, start=1):
+        if not isinstance(part, dict):
+            got = _type_name(part)
+            raise RowError(f"{where}: content part {index} must be an object, got {got}")
+        if part.get("type") != "text":
+            raise RowError(
+                f"{where}: content part {index} has type {part.get('type')!r}; "
+                "only text parts are supported"
+            )
+        if not isinstance(part.get("text"), str):
+            raise RowError(
+                f"{where}: content part {index}: field 'text' must be a string, "
+                f"got {_type_name(part.get('text'))}"
+            )
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
+def _parse_messages(turns: list[Any], field: str) -> list[dict[str, str]]:
+    """A list of ``{role, content}`` turns, checked; ``field`` names it in error messages."""
+    messages = []
+    for index, turn in enumerate(turns, start=1):
+        where = f"{field} turn {index}"
+        if not isinstance(turn, dict):
+            got = _type_name(turn)
+            raise RowError(f"{where}: expected an object with 'role' and 'content', got {got}")
+        for key in ("role", "content"):
+            if key not in turn:
+                raise RowError(f"{where}: missing field '{key}'")
+        role, content = turn["role"], turn["content"]
+        if role not in ROLES:
+            raise RowError(f"{where}: unknown role {role!r}; known roles: {', '.join(ROLES)}")
+        if isinstance(content, list):
+            content = _text_of_parts(content, where)
+        elif not isinstance(content, str):
+            raise RowError(
+                f"{where}: field 'content' must be a string or a list of text parts, "
+                f"got {_type_name(content)}"
+            )
+        messages.append(_turn(role, content))
+    return messages
+
+
+def convert_messages(row: Mapping[str, Any]) -> Example:
+    return Example(_parse_messages(_list_field(row, "messages"), "messages"))
+
+
+# --- sharegpt -------------------------------------------------------------------------------------
+
+
+def _system_turns(row: Mapping[str, Any]) -> list[dict[str, str]]:
+    system = _optional_str(row, "system")
+    return [_turn("system", system)] if system else []
+
+
+def convert_sharegpt(row: Mapping[str, Any]) -> Example:
+    messages = _system_turns(row)
+    turns = _list_field(row, "conversations")
+    if messages and turns and isinstance(turns[0], dict) and turns[0].get("from") == "system":
+        # Two system prompts: picking one silently would train on a prompt the user didn't mean.
+        raise RowError("both a 'system' field and a leading system turn; keep one")
+    for index, turn in enumerate(turns, start=1):
+        where = f"conversations turn {index}"
+        if not isinstance(turn, dict):
+            got = _type_name(turn)
+            raise RowError(f"{where}: expected an object with 'from' and 'value', got {got}")
+        for key in ("from", "value"):
+            if key not in turn:
+                raise RowError(f"{where}: missing field '{key}'")
+        speaker, value = turn["from"], turn["value"]
+        if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:  # a list is unhashable
+            known = ", ".join(SHAREGPT_ROLES)
+            raise RowError(f"{where}: unknown role {speaker!r}; known roles: {known}")
+        if not isinstance(value, str):
+            raise RowError(f"{where}: field 'value' must be a string, got {_type_name(value)}")
+        messages.append(_turn(SHAREGPT_ROLES[speaker], value))
+    return Example(messages)
+
+
+# --- alpaca ---------------------------------------------------------------------------------------
+
+
+def _history_turns(row: Mapping[str, Any]) -> list[dict[str, str]]:
+    if row.get("history") is None:
+        return []
+    turns = []
+    for index, pair in enumerate(_list_field(row, "history"), start=1):
+        is_pair = isinstance(pair, (list, tuple)) and len(pair) == 2
+        if not (is_pair and all(isinstance(text, str) for text in pair)):
+            raise RowError(
+                f"field 'history' item {index} must be a [user, assistant] pair of strings"
+            )
+        turns += [_turn("user", pair[0]), _turn("assistant", pair[1])]
+    return turns
+
+
+def convert_alpaca(row: Mapping[str, Any]) -> Example:
+    prompt_parts = [_str_field(row, "instruction"), _optional_str(row, "input")]
+    prompt = "\n\n".join(part for part in prompt_parts if part)
+    final = [_turn("user", prompt), _turn("assistant", _str_field(row, "output"))]
+    return Example(_system_turns(row) + _history_turns(row) + final)
+
+
+# --- prompt / completion (TRL) --------------------------------------------------------------------
+
+
+def _side(row: Mapping[str, Any], name: str, role: str) -> list[dict[str, str]]:
+    """A prompt or completion: plain text (one ``role`` turn) or TRL's conversational list."""
+    value = _field(row, name)
+    if isinstance(value, str):
+        return [_turn(role, value)]
+    if isinstance(value, list):
+        return _parse_messages(value, name)
+    got = _type_name(value)
+    raise RowError(f"field '{name}' must be a string or a list of messages, got {got}")
+
+
+def convert_prompt_completion(row: Mapping[str, Any]) -> Example:
+    return Example(_side(row, "prompt", "user") + _side(row, "completion", "assistant"))
+
+
+# --- question / answer (GSM8K) --------------------------------------------------------------------
+
+
+def convert_question_answer(row: Mapping[str, Any]) -> Example:
+    """GSM8K: reasoning lines, then ``#### <final>``; the last ``####`` line is the final answer."""
+    question, answer = _str_field(row, "question"), _str_field(row, "answer")
+    lines = answer.split("\n")
+    marks = [i for i, line in enumerate(lines) if line.lstrip().startswith(_FINAL_MARKER)]
+    if not marks:
+        return Example([_turn("user", question), _turn("assistant", answer)])
+    mark = marks[-1]
+    if any(line.strip() for line in lines[mark + 1 :]):
+        raise RowError(f"text after the '{_FINAL_MARKER} <final answer>' line")
+    final = _THOUSANDS_COMMA.sub("", lines[mark].strip()[len(_FINAL_MARKER) :].strip())
+    if not final:
+        raise RowError(f"empty final answer after '{_FINAL_MARKER}'")
+    stripped = (_ANNOTATION.sub("", line) for line in lines[:mark])
+    reasoning = [line for line in stripped if line.strip()]
+    content = "\n".join([*reasoning, f"{_FINAL_MARKER} {final}"])
+    messages = [_turn("user", question), _turn("assistant", content)]
+    return Example(messages, final_answer=final, reasoning=reasoning)
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def convert_text(row: Mapping[str, Any]) -> Example:
+    # One assistant turn, so the whole text is trained on (nothing is masked as prompt).
+    return Example([_turn("assistant", _str_field(row, "text"))])
+
+
+# --- registry, detection, validation --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shape:
+    required: tuple[str, ...]
+    convert: Callable[[Mapping[str, Any]], Example]
+
+
+# Detection priority is this order: the more specific column sets come first, so a row with
+# both ``question``/``answer`` and ``text`` is read as question_answer.
+FORMATS: dict[str, Shape] = {
+    "messages": Shape(("messages",), convert_messages),
+    "sharegpt": Shape(("conversations",), convert_sharegpt),
+    "alpaca": Shape(("instruction", "output"), convert_alpaca),
+    "prompt_completion": Shape(("prompt", "completion"), convert_prompt_completion),
+    "question_answer": Shape(("question", "answer"), convert_question_answer),
+    "text": Shape(("text",), convert_text),
+}
+KNOWN_FORMATS = tuple(FORMATS)
+
+
+def detect_format(row: Mapping[str, Any]) -> str:
+    """The first shape, in priority order, whose required columns are all present.
+
+    Raises:
+        RowError: no shape matches; the message lists the row's columns and the known shapes.
+    """
+    for name, shape in FORMATS.items():
+        if all(column in row for column in shape.required):
+            return name
+    known = "; ".join(f"{name} ({', '.join(shape.required)})" for name, shape in FORMATS.items())
+    raise RowError(
+        f"cannot detect the row's shape from its columns {list(row)}; known shapes: {known}; "
+        "set data.format or data.columns"
+    )
+
+
+def validate_conversation(messages: list[dict[str, str]]) -> None:
+    """Checks every shape's result shares: system first only, ends on a non-empty assistant turn."""
+    for position, turn in enumerate(messages[1:], start=2):
+        if turn["role"] == "system":
+            raise RowError(
+                f"system turn at position {position}; a system turn is only allowed first"
+            )
+    last = messages[-1]["role"] if messages else "system"
+    # Checked before "no assistant turn": a conversation ending on the user (a prompt with no
+    # answer, as in preference data) is the common case, and this says what is missing.
+    if last == "user":
+        raise RowError("last turn is user, not assistant")
+    if last != "assistant":
+        raise RowError("no assistant turn")
+    if not messages[-1]["content"].strip():
+        raise RowError("empty assistant turn")
+
+
+def _renamed(row: Mapping[str, Any], columns: Mapping[str, str | None]) -> dict[str, Any]:
+    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    if unknown:
+        known = ", ".join(CANONICAL_COLUMNS)
+        raise ValueError(f"unknown canonical columns {unknown}; known: {known}")
+    mapping = {canonical: actual for canonical, actual in columns.items() if actual is not None}
+    # Values are read from the original row, so chained or swapped mappings cannot clobber each
+    # other, and a mapped column wins over a same-named canonical one: the mapping says which.
+    renamed = {key: value for key, value in row.items() if key not in {*mapping, *mapping.values()}}
+    for canonical, actual in mapping.items():
+        if actual in row:
+            renamed[canonical] = row[actual]
+    return renamed
+
+
+def convert_row(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str | None]) -> Example:
+    """One raw row -> a validated ``Example`` (``source`` is left for the caller to set).
+
+    Args:
+        row: the row as read.
+        fmt: "auto" to detect the shape of this row, or one of ``KNOWN_FORMATS``.
+        columns: canonical column name -> the row's column name (None keeps the canonical name);
+            applied by renaming before detection, so a mapping can make a shape detectable.
+
+    Raises:
+        RowError: the row cannot become an example; the message is the reason.
+        ValueError: ``fmt`` or a ``columns`` key is unknown (a config error, not a row error).
+    """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: auto, {', '.join(KNOWN_FORMATS)}")
+    data = _renamed(row, columns)
+    shape = FORMATS[detect_format(data) if fmt == "auto" else fmt]
+    for column in shape.required:
+        if column not in data:
+            actual = columns.get(column)
+            mapped = f" (mapped to '{column}')" if actual and actual != column else ""
+            raise RowError(f"missing field '{actual or column}'{mapped}")
+    example = shape.convert(data)
+    validate_conversation(example.messages)
+    return example

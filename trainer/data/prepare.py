@@ -1,0 +1,268 @@
+"""Data preparation: files -> canonical examples -> profile messages -> masked tokens.
+
+Every row read ends up used, held out, rejected (with file, line and reason in
+``rejects.jsonl``) or unused because of ``data.max_rows``; the data report counts each. Too many
+rejects, or no row left, stops the job here, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from core.custom_collator import IGNORE_INDEX, TemplateMismatch, render_marked, tokenize_with_mask
+from trainer.config.schema import TrainerConfig
+from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
+from trainer.data.example import Example, Rejected, RowError
+from trainer.data.formats import convert_row, detect_format
+from trainer.data.readers import expand_paths, iter_rows
+from trainer.data.report import DataReport, length_stats
+from trainer.profiles import DataProfile
+
+SAMPLES_SHOWN = 3
+REJECTS_FILE = "rejects.jsonl"
+REPORT_FILE = "data_report.json"
+
+
+class DataError(Exception):
+    """The data cannot be trained on as configured (a user error, reported without traceback)."""
+
+
+@dataclass
+class Probe:
+    """A held-out prompt: what to ask, what the answer should be, and the reference rendering."""
+
+    messages: list[dict[str, str]]
+    golden: str | None
+    reference: str
+    source: str
+
+
+@dataclass
+class PreparedData:
+    train: Any  # datasets.Dataset with input_ids and labels
+    probes: list[Probe]
+    report: DataReport
+
+
+@dataclass
+class _Rendered:
+    example: Example
+    messages: list[dict[str, str]]
+
+
+def _read_examples(config: TrainerConfig, files: list[Path], report: DataReport, rejects: list[Rejected]):
+    columns = config.data.columns.model_dump()
+    examples = []
+    for item in iter_rows(files):
+        report.rows_total += 1
+        if isinstance(item, Rejected):
+            rejects.append(item)
+            continue
+        try:
+            fmt = config.data.format if config.data.format != "auto" else detect_format(item.data)
+            example = convert_row(item.data, fmt, columns)
+        except RowError as exc:
+            rejects.append(Rejected(item.file, item.line, str(exc), item.data, stage="convert"))
+            continue
+        example.source = example.source or f"{item.file}:{item.line}"
+        report.formats[fmt] = report.formats.get(fmt, 0) + 1
+        examples.append(example)
+    return examples
+
+
+def _render(examples: list[Example], profile: DataProfile, base_prompt: str, rejects: list[Rejected]):
+    rendered = []
+    for example in examples:
+        try:
+            rendered.append(_Rendered(example, profile.prepare_messages(example, base_prompt)))
+        except RowError as exc:
+            file, _, line = example.source.rpartition(":")
+            rejects.append(
+                Rejected(file, int(line) if line.isdigit() else None, str(exc), example.messages, "profile")
+            )
+    return rendered
+
+
+def _split_holdout(rendered: list[_Rendered], size: int, seed: int):
+    order = list(range(len(rendered)))
+    random.Random(seed).shuffle(order)
+    held = set(order[: min(size, max(0, len(rendered) - 1))])  # always leave a row to train on
+    train = [r for i, r in enumerate(rendered) if i not in held]
+    holdout = [r for i, r in enumerate(rendered) if i in held]
+    return train, holdout
+
+
+def _tokenize(
+    rendered: list[_Rendered],
+    tokenizer: Any,
+    template: str | None,
+    config: TrainerConfig,
+    report: DataReport,
+    rejects: list[Rejected],
+) -> tuple[dict[str, list], list[Any]]:
+    columns: dict[str, list] = {"input_ids": [], "labels": []}
+    kept = []
+    max_len, policy = config.data.max_length, config.data.overlong_policy
+    overlong = []
+    for item in rendered:
+        file, _, line = item.example.source.rpartition(":")
+        where = (file, int(line) if line.isdigit() else None)
+        try:
+            tokens = tokenize_with_mask(tokenizer, item.messages, template)
+        except TemplateMismatch as exc:
+            rejects.append(Rejected(*where, str(exc), item.messages, "tokenize"))
+            continue
+        ids, labels = tokens.input_ids, tokens.labels
+        if len(ids) > max_len:
+            if policy == "error":
+                overlong.append(f"{item.example.source} ({len(ids)} tokens)")
+                continue
+            if policy == "drop":
+                rejects.append(
+                    Rejected(*where, f"longer than data.max_length ({len(ids)} > {max_len} tokens)", None, "length")
+                )
+                continue
+            ids, labels = ids[:max_len], labels[:max_len]
+            report.rows_truncated += 1
+        if all(label == IGNORE_INDEX for label in labels):
+            rejects.append(Rejected(*where, "no trainable token left", None, "tokenize"))
+            continue
+        columns["input_ids"].append(ids)
+        columns["labels"].append(labels)
+        kept.append((tokens, item))
+    if overlong:
+        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
+        raise DataError(
+            f"{len(overlong)} rows are longer than data.max_length={max_len} tokens and "
+            f"data.overlong_policy is 'error': {shown}"
+        )
+    return columns, kept
+
+
+def _checks(tokenizer: Any, template: str | None, kept: list[tuple[Any, _Rendered]], eos_ids: set[int]):
+    """Inference must see the prompt exactly as training did, and stop on the turn's last token."""
+    mismatched = 0
+    for tokens, item in kept[:50]:
+        prompt = tokenizer.apply_chat_template(
+            item.messages[:-1], chat_template=template, tokenize=False, add_generation_prompt=True
+        )
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        mismatched += tokens.input_ids[: len(prompt_ids)] != prompt_ids
+    enders = {next(t for t in reversed(k.labels) if t != IGNORE_INDEX) for k, _ in kept}
+    names = sorted(tokenizer.convert_ids_to_tokens(sorted(enders)))
+    return {
+        "inference_prompt_matches_training": "ok" if not mismatched else f"{mismatched} of {min(50, len(kept))} rows differ",
+        "assistant_turn_ends_with": names,
+        "generation_stops_there": enders <= eos_ids,
+    }
+
+
+def _settings(config: TrainerConfig, profile: DataProfile) -> dict[str, Any]:
+    data = config.data.model_dump(exclude={"cache_dir", "dataset_path", "max_reject_fraction"})
+    return {
+        "data": data,
+        "profile": profile.full_name,
+        "profile_options": config.profile.options,
+        "system_prompt": config.profile.system_prompt,
+        "seed": config.hyperparams.seed,
+    }
+
+
+def _build(config, files, tokenizer, template, profile, eos_ids):
+    report = DataReport(
+        files=[str(f) for f in files],
+        max_length=config.data.max_length,
+        overlong_policy=config.data.overlong_policy,
+        profile=profile.full_name,
+    )
+    rejects: list[Rejected] = []
+    examples = _read_examples(config, files, report, rejects)
+    rendered = _render(examples, profile, config.profile.system_prompt, rejects)
+    train, holdout = _split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed)
+    if config.data.max_rows is not None and len(train) > config.data.max_rows:
+        report.rows_unused = len(train) - config.data.max_rows
+        train = train[: config.data.max_rows]
+    columns, kept = _tokenize(train, tokenizer, template, config, report, rejects)
+    report.rows_used = len(columns["input_ids"])
+    report.rows_held_out = len(holdout)
+    report.count_rejects(rejects)
+    lengths = [len(ids) for ids in columns["input_ids"]]
+    report.token_lengths = length_stats(lengths)
+    report.total_tokens = sum(lengths)
+    report.trainable_tokens = sum(sum(l != IGNORE_INDEX for l in labels) for labels in columns["labels"])
+    report.samples = [render_marked(tokens) for tokens, _ in kept[:SAMPLES_SHOWN]]
+    if kept:
+        report.checks = _checks(tokenizer, template, kept, eos_ids)
+    probes = [
+        Probe(r.messages[:-1], r.example.final_answer, r.messages[-1]["content"], r.example.source)
+        for r in holdout
+    ]
+    return columns, probes, report, [r.to_json() for r in rejects]
+
+
+def prepare_data(
+    config: TrainerConfig,
+    tokenizer: Any,
+    profile: DataProfile,
+    chat_template: str | None,
+    eos_ids: set[int],
+    run_dir: Path,
+) -> PreparedData:
+    """Prepare (or load from cache) the training data and write the report and rejects.
+
+    Raises:
+        DataError: too many rows rejected, no row left, or over-long rows with policy 'error'.
+    """
+    from datasets import Dataset
+
+    files = expand_paths([config.resolve_path(p) for p in config.data.dataset_path])
+    if not files:
+        raise DataError(f"no .jsonl, .json or .parquet file in {', '.join(config.data.dataset_path)}")
+    key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), _settings(config, profile))
+    cache = PreparedCache(config.resolve_path(config.data.cache_dir))
+    hit = cache.load(key)
+    if hit is not None:
+        train, meta = hit
+        report = DataReport.from_json(meta["report"])
+        report.cache_hit = True
+        probes = [Probe(**p) for p in meta["probes"]]
+        rejects = meta["rejects"]
+    else:
+        columns, probes, report, rejects = _build(config, files, tokenizer, chat_template, profile, eos_ids)
+        train = Dataset.from_dict(columns)
+        report.cache_key = key
+        meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects}
+        cache.store(key, train, meta)
+    _write_outputs(run_dir, report, rejects)
+    _enforce_threshold(report, config.data.max_reject_fraction)
+    return PreparedData(train, probes, report)
+
+
+def _write_outputs(run_dir: Path, report: DataReport, rejects: list[dict]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rejects_path = run_dir / REJECTS_FILE
+    with rejects_path.open("w", encoding="utf-8") as handle:
+        for record in rejects:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    report.rejects_file = str(rejects_path)
+    (run_dir / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), "utf-8")
+
+
+def _enforce_threshold(report: DataReport, max_fraction: float) -> None:
+    reasons = "; ".join(f"{n} x {r}" for r, n in list(report.rejected_by_reason.items())[:5])
+    where = f"Rejected rows, with file, line and reason: {report.rejects_file}"
+    if report.rows_used == 0:
+        raise DataError(
+            f"no row left to train on: {report.rows_rejected} of {report.rows_total} rows were "
+            f"rejected ({reasons or 'no rows read'}). {where}"
+        )
+    if report.reject_fraction > max_fraction:
+        raise DataError(
+            f"{report.rows_rejected} of {report.rows_total} rows "
+            f"({100 * report.reject_fraction:.1f}%) were rejected, more than "
+            f"data.max_reject_fraction={max_fraction:g}: {reasons}. {where}"
+        )

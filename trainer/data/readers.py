@@ -1,0 +1,191 @@
+"""Local dataset files -> raw rows, with every unreadable row recorded instead of dropped.
+
+Each reader yields, in file order, a ``RawRow`` for every row it could parse and a ``Rejected``
+(stage "read") for every row it could not, so one bad line never costs the rest of the file and
+every reject can be traced to its file and line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from trainer.data.example import RawRow, Rejected
+
+RAW_PREVIEW_CHARS = 500  # enough to recognise a row in a reject report without copying huge rows
+_BOM = "\ufeff"
+
+Reader = Callable[[Path], Iterator["RawRow | Rejected"]]
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files to read, in a stable order.
+
+    Args:
+        paths: files and folders. A file is kept as given (even when hidden: it was named on
+            purpose); a folder expands to the data files under it, recursively, sorted, skipping
+            hidden files and anything inside hidden folders (``.git``, ``.cache``...).
+
+    Returns:
+        The files, each folder's files in sorted order, folders and files in the order given.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(_data_files_under(path))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"dataset path {path} does not exist")
+    return files
+
+
+def _data_files_under(folder: Path) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        # Only the parts below the folder count: the folder itself may live under a hidden one.
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if not hidden and path.suffix in READERS and path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def iter_rows(paths: list[Path]) -> Iterator[RawRow | Rejected]:
+    """Rows of every file, in order, after expanding folders (see ``expand_paths``).
+
+    Raises:
+        ValueError: a file's suffix has no reader (before anything is read).
+        FileNotFoundError: a path does not exist.
+    """
+    files = expand_paths(paths)
+    for path in files:
+        if path.suffix not in READERS:
+            raise ValueError(
+                f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+                f"known: {', '.join(READERS)}"
+            )
+    for path in files:
+        yield from READERS[path.suffix](path)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _preview(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:RAW_PREVIEW_CHARS]
+
+
+def _row_or_reject(file: str, line: int, value: Any, raw: Any) -> RawRow | Rejected:
+    if isinstance(value, dict):
+        return RawRow(file, line, value)
+    reason = f"expected a JSON object, got {_type_name(value)}"
+    return Rejected(file, line, reason, raw=_preview(raw))
+
+
+def read_jsonl(path: Path) -> Iterator[RawRow | Rejected]:
+    """One row per non-blank line; line numbers are 1-based lines of the file.
+
+    Read line by line here rather than with ``datasets``' JSON loader: that loader fails the whole
+    file on one malformed line and keeps no line numbers, so one typo would hide every other row
+    and the user could not find it. Lines are read as bytes and decoded one at a time so that
+    invalid UTF-8 costs only its own line.
+    """
+    file = str(path)
+    with path.open("rb") as handle:
+        for lineno, raw_line in enumerate(handle, start=1):
+            try:
+                text = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                reason = f"not valid UTF-8: {exc.reason} at byte {exc.start}"
+                preview = raw_line.decode("utf-8", errors="replace").rstrip("\r\n")
+                yield Rejected(file, lineno, reason, raw=preview[:RAW_PREVIEW_CHARS])
+                continue
+            if lineno == 1:
+                text = text.removeprefix(_BOM)  # editors on Windows prepend one; json rejects it
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                reason = f"invalid JSON: {exc.msg} at column {exc.colno}"
+                yield Rejected(file, lineno, reason, raw=text.rstrip("\r\n")[:RAW_PREVIEW_CHARS])
+                continue
+            yield _row_or_reject(file, lineno, value, text.rstrip("\r\n"))
+
+
+def read_json(path: Path) -> Iterator[RawRow | Rejected]:
+    """Rows of a JSON array of objects, or of an object holding one list (``{"data": [...]}``).
+
+    A row's line is its 1-based index in the array. A JSON document cannot be parsed past its
+    first error, so an invalid file is one reject naming the file line of the error.
+    """
+    file = str(path)
+    data = path.read_bytes()
+    try:
+        value = json.loads(data.decode("utf-8").removeprefix(_BOM))
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        reason = (
+            "invalid JSON file (no row of it can be read): "
+            f"not valid UTF-8 at byte {exc.start}"
+        )
+        yield Rejected(file, line, reason)
+        return
+    except json.JSONDecodeError as exc:
+        reason = (
+            f"invalid JSON file (no row of it can be read): {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno}"
+        )
+        lines = exc.doc.splitlines()
+        raw = lines[exc.lineno - 1][:RAW_PREVIEW_CHARS] if exc.lineno <= len(lines) else None
+        yield Rejected(file, exc.lineno, reason, raw=raw)
+        return
+    items = _row_list(value)
+    if isinstance(items, str):
+        yield Rejected(file, None, items)
+        return
+    for index, item in enumerate(items, start=1):
+        yield _row_or_reject(file, index, item, item)
+
+
+def _row_list(value: Any) -> list[Any] | str:
+    """The list of rows in a parsed JSON file, or the reason there is none."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        lists = [key for key, item in value.items() if isinstance(item, list)]
+        if len(lists) == 1:
+            return value[lists[0]]
+        return (
+            "expected a JSON array of objects, or an object holding exactly one list of them; "
+            f"got an object with {len(lists)} lists (keys: {list(value)})"
+        )
+    return f"expected a JSON array of objects, got {_type_name(value)}"
+
+
+def read_parquet(path: Path) -> Iterator[RawRow | Rejected]:
+    """Rows of a parquet file, streamed by record batch; a row's line is its 1-based index."""
+    import pyarrow  # heavy: imported only when a parquet file is actually read
+    import pyarrow.parquet as pq
+
+    file = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pyarrow.ArrowException, OSError) as exc:
+        yield Rejected(file, None, f"unreadable parquet file (no row of it can be read): {exc}")
+        return
+    index = 0
+    for batch in parquet.iter_batches():
+        for row in batch.to_pylist():
+            index += 1
+            yield RawRow(file, index, row)
+
+
+READERS: dict[str, Reader] = {".jsonl": read_jsonl, ".json": read_json, ".parquet": read_parquet}

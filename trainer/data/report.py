@@ -1,0 +1,101 @@
+"""The data report: what happened to every row, as JSON and as text for the dry run."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from trainer.data.example import Rejected
+
+_NUMBER = re.compile(r"\b[0-9]+\b")
+
+
+def reason_group(rejected: Rejected) -> str:
+    """Rejects grouped by stage and reason, with numbers folded so similar reasons count together."""
+    return f"{rejected.stage}: {_NUMBER.sub('N', rejected.reason)}"
+
+
+def length_stats(lengths: list[int]) -> dict[str, float]:
+    if not lengths:
+        return {}
+    ordered = sorted(lengths)
+    return {
+        "min": ordered[0],
+        "mean": round(statistics.fmean(ordered), 1),
+        "median": statistics.median(ordered),
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max": ordered[-1],
+    }
+
+
+@dataclass
+class DataReport:
+    """Counts and statistics of one data preparation. Every row read is in exactly one of
+    rows_used, rows_held_out, rows_rejected or rows_unused (cut by data.max_rows)."""
+
+    files: list[str] = field(default_factory=list)
+    formats: dict[str, int] = field(default_factory=dict)
+    rows_total: int = 0
+    rows_used: int = 0
+    rows_held_out: int = 0
+    rows_rejected: int = 0
+    rows_unused: int = 0
+    rows_truncated: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    token_lengths: dict[str, float] = field(default_factory=dict)
+    total_tokens: int = 0
+    trainable_tokens: int = 0
+    max_length: int = 0
+    overlong_policy: str = ""
+    profile: str = ""
+    checks: dict[str, Any] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)
+    rejects_file: str | None = None
+    cache_key: str = ""
+    cache_hit: bool = False
+
+    @property
+    def trainable_token_fraction(self) -> float | None:
+        return round(self.trainable_tokens / self.total_tokens, 4) if self.total_tokens else None
+
+    @property
+    def reject_fraction(self) -> float:
+        return self.rows_rejected / self.rows_total if self.rows_total else 0.0
+
+    def count_rejects(self, rejects: list[Rejected]) -> None:
+        self.rows_rejected = len(rejects)
+        self.rejected_by_reason = dict(Counter(reason_group(r) for r in rejects).most_common())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trainable_token_fraction"] = self.trainable_token_fraction
+        data["reject_fraction"] = round(self.reject_fraction, 4)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataReport:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def summary_lines(self) -> list[str]:
+        lines = [
+            f"profile {self.profile}; files: {', '.join(self.files)}",
+            f"rows: {self.rows_total} read, {self.rows_used} used for training, "
+            f"{self.rows_held_out} held out, {self.rows_rejected} rejected, "
+            f"{self.rows_truncated} truncated, {self.rows_unused} unused (data.max_rows)",
+            f"formats: {', '.join(f'{k} {v}' for k, v in self.formats.items()) or 'none'}",
+            f"token lengths: {self.token_lengths or 'n/a'} (max_length {self.max_length}, "
+            f"over-long rows: {self.overlong_policy})",
+            f"trainable tokens: {self.trainable_tokens} of {self.total_tokens} "
+            f"({100 * (self.trainable_token_fraction or 0):.1f}%)",
+        ]
+        for reason, count in self.rejected_by_reason.items():
+            lines.append(f"  rejected {count:>6} x {reason}")
+        for name, value in self.checks.items():
+            lines.append(f"check {name}: {value}")
+        if self.rejects_file and self.rows_rejected:
+            lines.append(f"rejected rows with file, line and reason: {self.rejects_file}")
+        return lines

@@ -1,0 +1,1 @@
+"""Models the engine ships with, built locally so training needs no network or model hub."""

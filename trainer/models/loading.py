@@ -1,0 +1,62 @@
+"""Load a tokenizer and causal LM the same way for a builtin model and a real local folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.config.schema import TrainerConfig
+from trainer.models.builtin import resolve_model_path
+
+def model_folder(config: TrainerConfig) -> Path:
+    """The local folder to load: a builtin is built on first use, a path is used as given."""
+    spec = config.model.path
+    folder = resolve_model_path(spec, config.resolve_path(config.model.builtin_cache))
+    return folder if folder.is_absolute() else config.resolve_path(folder)
+
+
+def pick_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def torch_dtype(precision: str, device: str) -> Any:
+    """``auto`` means bfloat16 on a GPU that supports it, else float32 (CPU training in bf16 is
+    slow and imprecise)."""
+    import torch
+
+    if precision == "auto":
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, precision)
+
+
+def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=config.model.trust_remote_code)
+    if tokenizer.pad_token is None:
+        # Padding is masked out of the loss and attention, so any token will do; EOS is the
+        # common choice for models that ship without a pad token.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(folder: Path, config: TrainerConfig, device: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(config.model.precision, device)}
+    if config.model.attn_implementation:
+        kwargs["attn_implementation"] = config.model.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, trust_remote_code=config.model.trust_remote_code, **kwargs
+    )
+    return model.to(device)

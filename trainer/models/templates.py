@@ -1,0 +1,51 @@
+"""Chat templates: which one renders the training text, and the plain ChatML we ship.
+
+Stock Qwen3 templates add an empty ``<think>\\n\\n</think>`` block to assistant turns; trained as
+is, it competes with a profile's own thinking format. ``model.chat_template: auto`` therefore
+swaps in plain ChatML (same special tokens, no think block) when the model's template injects
+``<think>``; the chosen template is saved with the model, so inference renders prompts exactly as
+training did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+# Where the setting is not a keyword it is a path to a Jinja file.
+KEYWORDS = ("auto", "model", "chatml")
+
+
+def choose_chat_template(tokenizer: Any, setting: str, resolve: Any = Path) -> str:
+    """The template text to train and save with, for ``model.chat_template = setting``.
+
+    Raises:
+        ValueError: 'model' was asked for but the tokenizer has no template.
+    """
+    own = getattr(tokenizer, "chat_template", None)
+    if setting == "chatml":
+        return CHATML_TEMPLATE
+    if setting == "model":
+        if not own:
+            raise ValueError("model.chat_template is 'model' but the tokenizer has no chat template")
+        return own
+    if setting == "auto":
+        if not own or "<think>" in own:
+            return CHATML_TEMPLATE
+        return own
+    return Path(resolve(setting)).read_text(encoding="utf-8")
+
+
+def end_of_turn_token(template: str, tokenizer: Any) -> str | None:
+    """The token that closes an assistant turn in ``template`` (``<|im_end|>`` for ChatML)."""
+    for candidate in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "</s>"):
+        if candidate in template and candidate in tokenizer.get_vocab():
+            return candidate
+    return tokenizer.eos_token
