@@ -102,3 +102,26 @@ def test_readme_reference_matches_schema():
         "README's configuration reference is stale: run "
         "python scripts/update_readme_reference.py"
     )
+
+
+def test_core_train_is_the_same_front_door():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "core" / "train.py"), "--print-config", "--dataset", "data.jsonl"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["config"]["data"]["dataset_path"] == ["data.jsonl"]
+    assert data["sources"]["data.dataset_path"] == "--dataset"
+
+
+def test_core_does_not_import_trainer():
+    """Dependencies point one way: arena -> trainer -> core (core/train.py is the entry)."""
+    for path in (REPO / "core").glob("*.py"):
+        if path.name == "train.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "from trainer" not in text and "import trainer" not in text, path.name

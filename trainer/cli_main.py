@@ -99,9 +99,9 @@ def _print_config(config: TrainerConfig, loader: ConfigLoader, args: argparse.Na
 
 
 def _validate(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
-    from trainer.config.checks import check_paths
+    from trainer.config.checks import check_config
 
-    problems = check_paths(config)
+    problems = check_config(config)
     if problems:
         raise ConfigError(problems)
     source = loader.path or "defaults only"

@@ -136,6 +136,9 @@ class ModelSection(Section):
     trust_remote_code: bool = Field(
         False, description="Allow model code from the model folder (only for folders you trust)."
     )
+    builtin_cache: str = Field(
+        "models", description="Folder where builtin models are built on first use and kept."
+    )
 
     @field_validator("precision", mode="before")
     @classmethod

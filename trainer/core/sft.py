@@ -1,0 +1,77 @@
+"""Supervised fine-tuning through TRL's ``SFTTrainer``, from our config and prepared data.
+
+The dataset arrives tokenized, with ``labels`` already masked (``core.custom_collator``), so TRL
+neither re-renders nor re-masks it; it batches with its own collator (padding or padding-free
+packing) and runs the transformers training loop, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.config.schema import TrainerConfig
+
+
+def sft_arguments(config: TrainerConfig, run_dir: Path, device: str) -> Any:
+    from trl import SFTConfig
+
+    hp = config.hyperparams
+    precision = config.model.precision
+    return SFTConfig(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.num_epochs if hp.num_epochs is not None else 1.0,
+        max_steps=hp.max_steps if hp.max_steps is not None else -1,
+        warmup_steps=hp.warmup_steps if hp.warmup_steps is not None else (hp.warmup_ratio or 0.0),
+        optim=hp.optimizer,
+        lr_scheduler_type=hp.scheduler,
+        weight_decay=hp.weight_decay,
+        max_grad_norm=hp.max_grad_norm,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        # TRL's base config turns checkpointing on by default (through the deprecated
+        # gradient_checkpointing name); ours is off unless asked for, since it costs speed.
+        activation_checkpointing=hp.gradient_checkpointing,
+        logging_steps=hp.logging_steps,
+        logging_first_step=True,  # the loss before any update, for the start/end summary
+        save_strategy="steps",
+        save_steps=config.output.save_steps,
+        save_total_limit=config.output.save_total_limit,
+        report_to=[],
+        disable_tqdm=True,  # our console callback prints progress with an ETA
+        use_cpu=device == "cpu",
+        bf16=precision == "bfloat16",
+        fp16=precision == "float16",
+        dataloader_num_workers=config.system.num_workers,
+        dataloader_pin_memory=device == "cuda",
+        max_length=config.data.max_length,
+        packing=config.data.packing,
+        padding_free=config.data.packing,
+        packing_strategy="bfd",
+    )
+
+
+def build_sft_trainer(
+    config: TrainerConfig,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    run_dir: Path,
+    device: str,
+    callbacks: list[Any],
+) -> Any:
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_arguments(config, run_dir, device),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
+    return trainer

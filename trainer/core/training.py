@@ -1,0 +1,124 @@
+"""The training half of a job: load the model, train with callbacks, evaluate the probes, save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.training_status import JsonlLog
+from trainer.core.checkpoints import find_resumable_checkpoint, is_complete_checkpoint, resume_checkpoint
+from trainer.core.engine import (
+    MODEL_DIR,
+    METRICS_FILE,
+    PREVIEWS_FILE,
+    RESULT_FILE,
+    JobResult,
+    JobStopped,
+    format_summary,
+    probes_for,
+)
+from trainer.core.sft import build_sft_trainer
+from trainer.monitoring.callbacks import (
+    ConsoleProgressCallback,
+    Pace,
+    PreviewCallback,
+    StatusCallback,
+    StopOnSignalCallback,
+)
+from trainer.monitoring.preview_backend import PreviewBackend
+
+if TYPE_CHECKING:
+    from trainer.core.engine import _Session
+
+
+def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new_tokens: int) -> None:
+    """Make a plain ``generate`` stop where training taught the model to end its turn."""
+    gen = model.generation_config
+    gen.eos_token_id = sorted(i for i in eos_ids if i is not None)
+    gen.pad_token_id = tokenizer.pad_token_id
+    gen.bos_token_id = tokenizer.bos_token_id
+    gen.max_new_tokens = max_new_tokens
+    gen.do_sample = False
+    for name in ("temperature", "top_p", "top_k"):  # sampling-only settings clash with greedy
+        setattr(gen, name, None)
+    model.config.eos_token_id = gen.eos_token_id[0] if len(gen.eos_token_id) == 1 else gen.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _loss_history(trainer: Any) -> tuple[float | None, float | None]:
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return (losses[0], losses[-1]) if losses else (None, None)
+
+
+def _resume_from(s: _Session) -> str | None:
+    checkpoint = resume_checkpoint(s.config, s.run_dir)
+    if checkpoint is not None and not is_complete_checkpoint(checkpoint):
+        raise ValueError(f"output.resume: {checkpoint} is not a complete checkpoint")
+    if checkpoint is not None:
+        print(f"resuming from {checkpoint}", file=s.console, flush=True)
+    return str(checkpoint) if checkpoint else None
+
+
+def train_and_save(s: _Session, folder: Path) -> JobResult:
+    from trainer.models.loading import load_model, pick_device
+
+    config, writer = s.config, s.writer
+    writer.set_phase("loading_model")
+    device = pick_device(config.system.device)
+    model = load_model(folder, config, device)
+    set_generation_config(model, s.tokenizer, s.eos_ids, config.inference.max_new_tokens)
+
+    probes = probes_for(config, s.profile, s.data)
+    stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
+    end_tokens = [t for t in {s.end_token, s.tokenizer.eos_token, s.tokenizer.pad_token} if t]
+    backend = PreviewBackend(s.tokenizer, s.profile, probes, config.inference, s.template, stops, end_tokens)
+    previews = JsonlLog(s.run_dir / PREVIEWS_FILE)
+    pace = Pace()
+    stopper = StopOnSignalCallback()
+    preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
+    callbacks = [
+        StatusCallback(writer, JsonlLog(s.run_dir / METRICS_FILE), pace),
+        ConsoleProgressCallback(pace, s.console),
+        preview_cb,
+        stopper,
+    ]
+    trainer = build_sft_trainer(config, model, s.tokenizer, s.data.train, s.run_dir, device, callbacks)
+    writer.set_phase("training")
+    stopper.install()
+    try:
+        trainer.train(resume_from_checkpoint=_resume_from(s))
+    finally:
+        stopper.restore()
+    if stopper.received is not None:
+        checkpoint = find_resumable_checkpoint(s.run_dir)
+        writer.set_phase("stopped", error_message=f"stopped by signal {stopper.received}")
+        raise JobStopped(stopper.received, str(checkpoint) if checkpoint else None)
+
+    step = trainer.state.global_step
+    writer.set_phase("evaluating")
+    summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes))
+    preview_cb.record(summary)
+
+    writer.set_phase("saving")
+    model_path = s.run_dir / MODEL_DIR
+    trainer.save_model(str(model_path))
+    s.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
+    model.generation_config.save_pretrained(str(model_path))
+
+    loss_start, loss_end = _loss_history(trainer)
+    metrics = {
+        "loss_start": loss_start,
+        "loss_end": loss_end,
+        "steps": step,
+        "probes": len(summary.records),
+        "probes_format_ok": summary.format_ok,
+        "probes_correct": summary.correct,
+        "train_runtime_s": round(pace.elapsed(), 1),
+    }
+    result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json())
+    import json
+
+    (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
+    writer.set_phase("completed", final_model_path=str(model_path), final_metrics=metrics, progress=1.0)
+    print(format_summary(result), file=s.console, flush=True)
+    return result
