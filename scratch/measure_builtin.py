@@ -1,7 +1,7 @@
 """Measure build time, vocab, params and rendered example length for builtin:tiny-qwen3."""
 import json, shutil, statistics, time
 from pathlib import Path
-import torch, transformers  # imported first so the build timing excludes library import time
+import transformers  # imported first so the build timing excludes library import time
 from trainer.models.builtin import ANNOTATION, DATA_PATH, resolve_model_path
 
 root = Path("/tmp/bt_measure"); shutil.rmtree(root, ignore_errors=True)

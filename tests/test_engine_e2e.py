@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -291,3 +290,26 @@ def test_dry_run_prints_report_and_trains_nothing(tmp_path, builtin_cache):
     report = json.loads((run / "data_report.json").read_text())
     assert report["rows_used"] == 296 and report["token_lengths"]["max"] > 0
     assert not (run / "model").exists() and not list(run.glob("checkpoint-*"))
+
+
+@pytest.mark.parametrize("profile", ["regime3", "emoji_think"])
+def test_main_job_learns_the_profile_format(tmp_path, builtin_cache, profile):
+    """The README's main job, with the shipped config.json: >= 90% of held-out probe answers
+    follow the profile's format at the end (about a minute and a half each on 2 CPU cores)."""
+    proc = subprocess.run(
+        [
+            sys.executable, str(CLI), "--profile", profile,
+            "--output-dir", str(tmp_path / "outputs"), "--run-name", "main",
+            "--set", f"system.status_file={tmp_path / 'status.json'}",
+            "--set", f"model.builtin_cache={builtin_cache}",
+            "--set", f"data.cache_dir={tmp_path / 'cache'}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ETA" in proc.stdout
+    result = json.loads((tmp_path / "outputs" / "main" / "result.json").read_text())
+    metrics = result["final_metrics"]
+    assert metrics["probes"] == 16
+    assert metrics["probes_format_ok"] >= 0.9 * metrics["probes"], proc.stdout[-2000:]
+    assert metrics["loss_end"] < metrics["loss_start"] / 5

@@ -158,3 +158,26 @@ def test_folder_of_files(tmp_path, tiny_tokenizer):
     (folder / ".hidden.jsonl").write_text("garbage\n")
     report = run(tmp_path, tiny_tokenizer, config_for(tmp_path, [str(folder)])).report
     assert report.rows_total == 10 and report.rows_rejected == 0
+
+
+SHARED = REPO.parent / "shared" / "datasets"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets absent (fresh clone)")
+
+
+@needs_shared
+def test_real_gsm8k_prepares_for_regime3(tmp_path, tiny_tokenizer):
+    config = config_for(tmp_path, [str(SHARED / "gsm8k_test.jsonl")], **{"data.max_length": 1024})
+    report = run(tmp_path, tiny_tokenizer, config).report
+    assert (report.rows_total, report.rows_rejected, report.rows_held_out) == (1319, 0, 2)
+    assert report.rows_used == 1317
+    assert report.checks["generation_stops_there"] is True
+
+
+@needs_shared
+def test_real_alpaca_trains_with_emoji_think_and_is_refused_by_regime3(tmp_path, tiny_tokenizer):
+    files = [str(SHARED / "alpaca_en_demo.json")]
+    config = config_for(tmp_path, files, **{"data.max_length": 4096})
+    report = run(tmp_path, tiny_tokenizer, config, profile="emoji_think").report
+    assert (report.rows_total, report.rows_rejected) == (999, 0)
+    with pytest.raises(DataError, match=r"^no row left to train on: 999 of 999 rows were rejected"):
+        run(tmp_path, tiny_tokenizer, config, profile="regime3")

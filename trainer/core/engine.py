@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 import uuid
@@ -18,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.training_status import DataSummary, JsonlLog, TrainingStatusWriter
+from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
-from trainer.core.checkpoints import find_resumable_checkpoint, resolve_run_dir
+from trainer.core.checkpoints import resolve_run_dir
 from trainer.data.prepare import PreparedData, Probe, prepare_data
 from trainer.profiles import DataProfile, get_profile
 
@@ -31,6 +32,11 @@ PREVIEWS_FILE = "previews.jsonl"
 RESOLVED_CONFIG_FILE = "resolved_config.json"
 RESULT_FILE = "result.json"
 MODEL_DIR = "model"
+
+
+def is_main_process() -> bool:
+    """Rank 0 (or a single process): the only one that writes status, logs and files."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 class JobStopped(Exception):
@@ -93,7 +99,9 @@ class TrainerEngine:
             Exception: anything else, after the status file records it as ``failed``.
         """
         run_dir = resolve_run_dir(config)
-        writer = self.status_writer or TrainingStatusWriter(config.resolve_path(config.system.status_file))
+        writer = self.status_writer or TrainingStatusWriter(
+            config.resolve_path(config.system.status_file), enabled=is_main_process()
+        )
         writer.update(
             run_id=uuid.uuid4().hex[:12],
             run_name=run_dir.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +73,12 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
     end_tokens = [t for t in {s.end_token, s.tokenizer.eos_token, s.tokenizer.pad_token} if t]
     backend = PreviewBackend(s.tokenizer, s.profile, probes, config.inference, s.template, stops, end_tokens)
-    previews = JsonlLog(s.run_dir / PREVIEWS_FILE)
+    previews = JsonlLog(s.run_dir / PREVIEWS_FILE, enabled=s.writer.enabled)
     pace = Pace()
     stopper = StopOnSignalCallback()
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
     callbacks = [
-        StatusCallback(writer, JsonlLog(s.run_dir / METRICS_FILE), pace),
+        StatusCallback(writer, JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled), pace),
         ConsoleProgressCallback(pace, s.console),
         preview_cb,
         stopper,
@@ -116,9 +117,8 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         "train_runtime_s": round(pace.elapsed(), 1),
     }
     result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json())
-    import json
-
-    (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
+    if writer.enabled:
+        (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
     writer.set_phase("completed", final_model_path=str(model_path), final_metrics=metrics, progress=1.0)
     print(format_summary(result), file=s.console, flush=True)
     return result

@@ -102,17 +102,21 @@ def _text_of_parts(parts: list[Any], where: str) -> str:
     return "\n".join(texts)
 
 
+def _require_keys(turn: Any, where: str, keys: tuple[str, str]) -> None:
+    """A turn must be an object holding both ``keys``."""
+    if not isinstance(turn, dict):
+        raise RowError(f"{where}: expected an object with '{keys[0]}' and '{keys[1]}', got {_type_name(turn)}")
+    for key in keys:
+        if key not in turn:
+            raise RowError(f"{where}: missing field '{key}'")
+
+
 def _parse_messages(turns: list[Any], field: str) -> list[dict[str, str]]:
     """A list of ``{role, content}`` turns, checked; ``field`` names it in error messages."""
     messages = []
     for index, turn in enumerate(turns, start=1):
         where = f"{field} turn {index}"
-        if not isinstance(turn, dict):
-            got = _type_name(turn)
-            raise RowError(f"{where}: expected an object with 'role' and 'content', got {got}")
-        for key in ("role", "content"):
-            if key not in turn:
-                raise RowError(f"{where}: missing field '{key}'")
+        _require_keys(turn, where, ("role", "content"))
         role, content = turn["role"], turn["content"]
         if role not in ROLES:
             raise RowError(f"{where}: unknown role {role!r}; known roles: {', '.join(ROLES)}")
@@ -147,12 +151,7 @@ def convert_sharegpt(row: Mapping[str, Any]) -> Example:
         raise RowError("both a 'system' field and a leading system turn; keep one")
     for index, turn in enumerate(turns, start=1):
         where = f"conversations turn {index}"
-        if not isinstance(turn, dict):
-            got = _type_name(turn)
-            raise RowError(f"{where}: expected an object with 'from' and 'value', got {got}")
-        for key in ("from", "value"):
-            if key not in turn:
-                raise RowError(f"{where}: missing field '{key}'")
+        _require_keys(turn, where, ("from", "value"))
         speaker, value = turn["from"], turn["value"]
         if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:  # a list is unhashable
             known = ", ".join(SHAREGPT_ROLES)
