@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # Run as a script: the repository root replaces the script's own folder on the path, so
+    # sibling modules never shadow top-level packages or the standard library.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from trainer.cli_main import main  # noqa: E402
 

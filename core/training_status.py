@@ -9,6 +9,7 @@ of :class:`TrainingStatus` is checked in at ``schemas/training_status.schema.jso
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
 
 STATUS_SCHEMA_VERSION = 1
 
@@ -151,6 +154,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes it 0600; dashboards may run as another user
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.flush()
@@ -227,6 +231,7 @@ class TrainingStatusWriter:
         """Rewrite the timestamp every ``heartbeat_interval_s`` from a daemon thread."""
         if not self.enabled or self._thread is not None:
             return
+        self._stop.clear()  # a writer is reused across jobs (the daemon's runner, scripts)
 
         def beat() -> None:
             while not self._stop.wait(self.status.heartbeat_interval_s):
@@ -241,9 +246,20 @@ class TrainingStatusWriter:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def reset(self, **initial: Any) -> None:
+        """Start a new run's status: nothing of the previous run carries over."""
+        with self._lock:
+            self.status = TrainingStatus(**initial)
+
     def _write(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        try:
             write_json_atomic(self.path, self.status.model_dump(mode="json"))
+        except OSError as exc:
+            # Monitoring must never stop training: a full disk or a vanished folder costs a
+            # status update, not the run.
+            log.warning("could not write status file %s: %s", self.path, exc)
 
 
 def read_status(path: str | Path) -> TrainingStatus | None:

@@ -8,9 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from arena.status import DaemonStatus  # noqa: E402
 from core.training_status import TrainingStatus  # noqa: E402
 
-SCHEMAS = {"training_status.schema.json": TrainingStatus}
+SCHEMAS = {"training_status.schema.json": TrainingStatus, "daemon_status.schema.json": DaemonStatus}
 
 for name, model in SCHEMAS.items():
     path = ROOT / "schemas" / name

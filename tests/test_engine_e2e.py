@@ -243,7 +243,7 @@ def test_bad_data_fails_before_model_load(tmp_path, builtin_cache):
     config_file = write_config(tmp_path, job_values(tmp_path, builtin_cache, **{"data.dataset_path": [str(bad)]}))
     proc = cli(config_file)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert "Traceback" not in err
     assert err.startswith("error: 5 of 15 rows (33.3%) were rejected, more than data.max_reject_fraction=0.05")
     status = json.loads((tmp_path / "status.json").read_text())

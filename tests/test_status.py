@@ -111,3 +111,12 @@ def test_jsonl_log_appends_whole_lines(tmp_path):
     log.append({"step": 2})
     lines = (tmp_path / "m.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [1, 2]
+
+
+def test_checked_in_daemon_schema_matches_model():
+    from arena.status import DaemonStatus
+
+    path = REPO / "schemas" / "daemon_status.schema.json"
+    assert json.loads(path.read_text()) == DaemonStatus.model_json_schema(), (
+        "schemas/daemon_status.schema.json is stale: run python scripts/write_schemas.py"
+    )

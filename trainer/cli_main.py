@@ -15,14 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):
-    # Run as a script (python trainer/cli_main.py): make the repository root importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # Run as a script: the repository root replaces the script's own folder on the path, so
+    # sibling modules never shadow top-level packages or the standard library.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from trainer.config import SHORT_FLAGS, ConfigError, ConfigLoader, TrainerConfig  # noqa: E402
 from trainer.config.loader import default_config_path, flag_dest  # noqa: E402
 from trainer.config.schema import TrainerConfig as _Schema  # noqa: E402
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _field_doc(path: str) -> str:

@@ -292,6 +292,38 @@ class DebugSection(Section):
     )
 
 
+class DaemonSection(Section):
+    """Settings of ``arena/hero_loop.py``, the daemon that trains on every dropped dataset."""
+
+    status_file: str = Field(
+        "status/daemon_status.json", description="Live daemon status JSON for dashboards."
+    )
+    stable_seconds: float = Field(
+        2.0, ge=0, description="A dropped file is taken once its size and mtime are this old."
+    )
+    rescan_seconds: float = Field(
+        10.0, gt=0, description="Rescan the inbox this often even without file events."
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Crashed attempts of one job before it is quarantined in failed/."
+    )
+    continue_from: Literal["hero", "base"] = Field(
+        "hero", description="Train each job from the current hero model, or from model.path."
+    )
+    format_tolerance: float = Field(
+        0.05, ge=0, le=1, description="A candidate may lose this much format compliance (0-1)."
+    )
+    accuracy_tolerance: float = Field(
+        0.05, ge=0, le=1, description="A candidate may lose this much answer accuracy (0-1)."
+    )
+    loss_tolerance: float = Field(
+        0.05, ge=0, description="A candidate's eval loss may exceed the hero's by this fraction."
+    )
+    keep_rejected: int = Field(
+        3, ge=0, description="Rejected candidate models kept for inspection (newest first)."
+    )
+
+
 class TrainerConfig(Section):
     """A whole fine-tuning job."""
 
@@ -307,6 +339,9 @@ class TrainerConfig(Section):
     output: OutputSection = Field(default_factory=OutputSection, description="Run directory.")
     system: SystemSection = Field(default_factory=SystemSection, description="Runtime.")
     debug: DebugSection = Field(default_factory=DebugSection, description="Diagnostics.")
+    daemon: DaemonSection = Field(
+        default_factory=DaemonSection, description="The training daemon (arena/hero_loop.py)."
+    )
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute against ``system.base_dir`` (or the working directory)."""

@@ -57,6 +57,7 @@ class JobResult:
     final_metrics: dict[str, Any] = field(default_factory=dict)
     data_report: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    probes: list[Probe] = field(default_factory=list, repr=False)  # held-out prompts, for evaluation
 
     def to_json(self) -> dict[str, Any]:
         return {

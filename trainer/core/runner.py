@@ -1,21 +1,29 @@
-"""The CLI's training action: run a job through the engine and turn outcomes into exit codes.
+"""Run a job from a command line and turn its outcome into an exit code.
 
 User errors (bad config, bad data) print one clear message and no traceback; a signal stop
-exits 128 + signal number, like a shell reports it; anything else is a bug and shows its
-traceback (the status file has the error either way).
+exits 128 + signal number, as a shell reports it; anything else is a bug and shows its traceback
+(the status file records the error either way). The CLI and the daemon's job runner share this.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from trainer.config import ConfigError, ConfigLoader, TrainerConfig
 from trainer.config.checks import check_config
 
-EXIT_OK, EXIT_FAILED = 0, 1
+if TYPE_CHECKING:
+    from trainer.core.engine import JobResult, TrainerEngine
+
+# 1 is left to Python itself: an unexpected exception (a bug) exits 1 with its traceback.
+EXIT_OK, EXIT_CONFIG, EXIT_DATA = 0, 2, 3
 
 
-def run_from_cli(config: TrainerConfig, loader: ConfigLoader) -> int:
+def execute(
+    config: TrainerConfig, sources: dict[str, str], engine: TrainerEngine | None = None
+) -> tuple[int, JobResult | None]:
+    """Run the job; returns (exit code, result or None). Raises ConfigError for bad config."""
     problems = check_config(config)
     if problems:
         raise ConfigError(problems)
@@ -23,14 +31,17 @@ def run_from_cli(config: TrainerConfig, loader: ConfigLoader) -> int:
     from trainer.data.prepare import DataError
 
     try:
-        TrainerEngine().run_job(config, sources=loader.sources)
+        return EXIT_OK, (engine or TrainerEngine()).run_job(config, sources=sources)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_DATA, None
     except JobStopped as exc:
         print(f"stopped: {exc}; run again with --resume auto to continue", file=sys.stderr)
-        return 128 + exc.signum
+        return 128 + exc.signum, None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    return EXIT_OK
+        return 130, None
+
+
+def run_from_cli(config: TrainerConfig, loader: ConfigLoader) -> int:
+    return execute(config, loader.sources)[0]

@@ -116,7 +116,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         "probes_correct": summary.correct,
         "train_runtime_s": round(pace.elapsed(), 1),
     }
-    result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json())
+    result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json(), probes=probes)
     if writer.enabled:
         (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
     writer.set_phase("completed", final_model_path=str(model_path), final_metrics=metrics, progress=1.0)

@@ -18,6 +18,13 @@ from core.training_status import Checkpoint, JsonlLog, TrainingStatusWriter, now
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
 
 
+def format_duration(seconds: float) -> str:
+    """``M:SS`` under an hour, ``H:MM:SS`` beyond."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
 class Pace:
     """Step timing since this process (re)started, so the ETA stays right after a resume."""
 
@@ -115,7 +122,7 @@ class ConsoleProgressCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         eta = self.pace.eta(state.global_step, state.max_steps)
-        eta_text = "?" if eta is None else time.strftime("%M:%S", time.gmtime(eta))
+        eta_text = "?" if eta is None else format_duration(eta)
         pct = 100 * state.global_step / state.max_steps if state.max_steps else 0
         print(
             f"step {state.global_step:>5}/{state.max_steps} ({pct:3.0f}%)  loss {logs['loss']:.4f}  "

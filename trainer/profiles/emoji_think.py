@@ -55,8 +55,8 @@ class EmojiThinkProfile(DataProfile):
 
     def check_format(self, text: str) -> AnswerCheck:
         stripped = text.lstrip()
-        if not stripped.startswith(self.marker):
-            return AnswerCheck(False, None, problems=[f"does not start with {self.marker}"])
+        if not stripped.startswith(self.marker) or stripped[len(self.marker) :].startswith(self.options.emoji):
+            return AnswerCheck(False, None, problems=[f"does not start with exactly {self.marker}"])
         _, sep, answer_part = stripped[len(self.marker) :].partition("\n\n")
         if not sep or not answer_part.strip():
             return AnswerCheck(False, None, problems=["no answer after the thinking"])

@@ -1,0 +1,313 @@
+"""The hero loop: watch the inbox, run one job at a time in a child process, keep the best model.
+
+Jobs are at-least-once: a job stays in ``processing/`` until it is done or failed, so a daemon
+that stops or dies resumes it on its next start from the job's newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from arena import control
+from arena.hero import EvalMetrics, HeroStore, decide
+from arena.jobs import ERROR_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
+from arena.job_runner import EVALUATION_FILE, JOB_LOCK
+from trainer.core.runner import EXIT_CONFIG, EXIT_DATA
+from arena.inbox import QueueDirs, StabilityTracker, claim, recover_processing, scan_inbox
+from arena.status import CurrentJob, DaemonStatusWriter, HeroInfo, QueuedFile, RecentJob
+from core.training_status import read_status, write_json_atomic
+from trainer.config.schema import TrainerConfig
+
+log = logging.getLogger("arena")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POLL_SECONDS = 0.5  # how often a running child and unstable files are looked at
+
+
+def describe_exit(code: int) -> str:
+    """A child's exit code in plain words."""
+    if code == EXIT_DATA:
+        return "the dataset cannot be trained on"
+    if code == EXIT_CONFIG:
+        return "the job's configuration is invalid"
+    signum = -code if code < 0 else code - 128 if code > 128 else None
+    if signum == signal.SIGKILL:
+        return "the training process was killed (SIGKILL; often the system running out of memory)"
+    if signum:
+        return f"the training process was stopped by signal {signal.Signals(signum).name}"
+    return f"the training process crashed (exit code {code})"
+
+
+def last_error_line(log_file: Path) -> str | None:
+    """The job's own 'error: ...' message, or the last line of a traceback."""
+    try:
+        lines = [l for l in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
+    except FileNotFoundError:
+        return None
+    errors = [l for l in lines if l.startswith("error: ")]
+    if errors:
+        return errors[-1].removeprefix("error: ")
+    return lines[-1] if lines else None
+
+
+def now_text() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class HeroLoop:
+    """The daemon. ``run()`` blocks until SIGTERM / SIGINT (or ``stop_event``)."""
+
+    def __init__(self, queue: Path, config: TrainerConfig):
+        self.dirs = QueueDirs(queue)
+        # Pin relative paths to where they mean something now, before jobs read the config
+        # from another folder.
+        config = config.model_copy(deep=True)
+        config.system.base_dir = str(config.resolve_path("."))
+        self.config = config
+        self.rules = config.daemon
+        self.hero = HeroStore(queue / "hero", self.rules.keep_rejected)
+        self.tracker = StabilityTracker(self.rules.stable_seconds)
+        self.wake = threading.Event()
+        self.stop_event = threading.Event()
+        self.child: subprocess.Popen | None = None
+        self.status = DaemonStatusWriter(
+            config.resolve_path(self.rules.status_file), queue_dir=str(queue), heartbeat_interval_s=self.rules.rescan_seconds
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock = control.acquire_queue_lock(self.dirs.root)  # raises QueueBusy
+        try:
+            self.dirs.create()
+            # Jobs get the daemon's merged config (file and --set alike) as their base.
+            write_json_atomic(self.base_config, self.config.model_dump(mode="json"))
+            self._install_signals()
+            observer = self._watch_inbox()
+            try:
+                self._loop()
+            finally:
+                observer.stop()
+                observer.join(timeout=5)
+            self.status.update(state="stopped", current_job=None)
+            return 0
+        finally:
+            lock.close()
+
+    @property
+    def base_config(self) -> Path:
+        return self.dirs.control / "base_config.json"
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, frame: Any) -> None:
+            log.info("signal %s: finishing (the running job is checkpointed)", signum)
+            self.stop_event.set()
+            self.wake.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
+
+    def _watch_inbox(self):
+        # Events make the daemon react at once; the periodic rescan catches what they miss
+        # (files dropped while it was down, events lost under load).
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = self
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                loop.wake.set()
+
+        observer = Observer()
+        observer.schedule(Wake(), str(self.dirs.inbox), recursive=True)
+        observer.start()
+        return observer
+
+    def _loop(self) -> None:
+        pending = recover_processing(self.dirs)
+        if pending:
+            log.info("resuming %d job(s) left in processing/", len(pending))
+        while not self.stop_event.is_set():
+            paused = control.is_paused(self.dirs.root)
+            candidates = scan_inbox(self.dirs, self.tracker)
+            self._publish_idle(paused, candidates, pending)
+            if not paused and pending:
+                self.run_job(pending.pop(0))
+                continue
+            if not paused and candidates:
+                record = claim(self.dirs, candidates[0])
+                if record is not None:
+                    self.tracker.forget(candidates[0].path)
+                    self.run_job(record)
+                continue
+            # Files not yet stable need another look soon; otherwise events or the rescan wake us.
+            waiting = any(p.is_file() for p in self.dirs.inbox.rglob("*"))
+            self.wake.wait(POLL_SECONDS if waiting or paused else self.rules.rescan_seconds)
+            self.wake.clear()
+
+    def _publish_idle(self, paused: bool, candidates: list, pending: list[JobRecord]) -> None:
+        queue = [QueuedFile(name=c.path.name, priority=c.priority, size=c.size, complete=True) for c in candidates]
+        current = self.hero.current()
+        hero = (
+            HeroInfo(version=current.version, path=current.path, metrics=current.metrics.model_dump(), promoted_at=current.promoted_at)
+            if current
+            else HeroInfo(version=0, path=self.config.model.path)
+        )
+        self.status.update(
+            state="paused" if paused else "idle",
+            queue=queue,
+            recovered=[r.id for r in pending],
+            hero=hero,
+            hero_history=self.hero.recent(),
+            current_job=None,
+        )
+
+    # --- one job ------------------------------------------------------------------------------
+
+    def run_job(self, record: JobRecord) -> None:
+        folder = self.dirs.processing / record.id
+        if record.error:
+            self._finish_failed(record, folder, record.error)
+            return
+        if not control.wait_for_lock(folder / JOB_LOCK, timeout=600):
+            log.warning("job %s is still held by an old runner; leaving it for later", record.id)
+            return
+        while len(record.attempts) < self.rules.max_attempts:
+            code = self._attempt(record, folder)
+            if self.stop_event.is_set() and code != 0:
+                log.info("job %s checkpointed; it resumes on the next start", record.id)
+                return
+            if code == 0:
+                self._finish_done(record, folder)
+                return
+            reason = describe_exit(code)
+            detail = last_error_line(folder / LOG_FILE)
+            record.attempts[-1].error = f"{reason}: {detail}" if detail else reason
+            save_record(folder, record)
+            if code in (EXIT_DATA, EXIT_CONFIG):  # the same input fails the same way again
+                break
+        attempts = len(record.attempts)
+        self._finish_failed(record, folder, f"{record.attempts[-1].error} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+
+    def _start_model(self, record: JobRecord) -> str:
+        """What this job trains from; fixed at its first attempt, so a resume continues the
+        same training even if the hero changed meanwhile."""
+        for attempt in record.attempts:
+            if attempt.start_model:
+                return attempt.start_model
+        current = self.hero.current()
+        if self.rules.continue_from == "hero" and current is not None:
+            return current.path
+        return self.config.model.path
+
+    def _attempt(self, record: JobRecord, folder: Path) -> int:
+        start_model = self._start_model(record)
+        attempt = Attempt(started_at=time.time(), start_model=start_model)
+        record.attempts.append(attempt)
+        save_record(folder, record)
+        command = [
+            sys.executable, "-m", "arena.job_runner", str(folder),
+            "--init-model", start_model, "--config", str(self.base_config),
+        ]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        with (folder / LOG_FILE).open("a", encoding="utf-8") as log_file:
+            log_file.write(f"\n=== attempt {len(record.attempts)} at {now_text()}: {' '.join(command)}\n")
+            log_file.flush()
+            self.child = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env, start_new_session=True
+            )
+            code = self._watch_child(record, folder, attempt)
+        self.child = None
+        attempt.ended_at, attempt.exit_code = time.time(), code
+        save_record(folder, record)
+        return code
+
+    def _watch_child(self, record: JobRecord, folder: Path, attempt: Attempt) -> int:
+        assert self.child is not None
+        signalled = False
+        current = CurrentJob(
+            id=record.id,
+            name=record.name,
+            attempt=len(record.attempts),
+            started_at=now_text(),
+            status_file=str(folder / STATUS_FILE),
+            log_file=str(folder / LOG_FILE),
+        )
+        while (code := self.child.poll()) is None:
+            if self.stop_event.is_set() and not signalled:
+                self.child.send_signal(signal.SIGTERM)  # the engine saves a checkpoint and exits
+                signalled = True
+            self._publish_running(current, stopping=signalled)
+            self.wake.wait(POLL_SECONDS)
+            self.wake.clear()
+        return code
+
+    def _publish_running(self, current: CurrentJob, stopping: bool) -> None:
+        try:
+            job = read_status(current.status_file)
+        except ValueError:
+            job = None
+        if job is not None:
+            current.phase, current.current_step, current.total_steps = job.phase, job.current_step, job.total_steps
+        state = "stopping" if stopping else "evaluating" if current.phase == "evaluating" else "training"
+        queue = [
+            QueuedFile(name=p.name, priority=self.dirs.folder_priority(p), size=p.stat().st_size, complete=False)
+            for p in sorted(self.dirs.inbox.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")
+        ]
+        self.status.update(state=state, current_job=current, queue=queue)
+
+    # --- endings ------------------------------------------------------------------------------
+
+    def _finish_done(self, record: JobRecord, folder: Path) -> None:
+        import json
+
+        evaluation = json.loads((folder / EVALUATION_FILE).read_text(encoding="utf-8"))
+        candidate = EvalMetrics(**evaluation["candidate"])
+        hero = EvalMetrics(**evaluation["hero"])
+        promote, reasons = decide(candidate, hero, self.rules)
+        model = Path(evaluation["model_path"])
+        if promote:
+            pointer = self.hero.promote(model, candidate, record.id)
+            record.hero_version = pointer.version
+            log.info("job %s: promoted to hero v%d", record.id, pointer.version)
+        else:
+            self.hero.reject(model, candidate, record.id, reasons)
+            log.info("job %s: candidate not promoted: %s", record.id, "; ".join(reasons))
+        record.promoted, record.outcome = promote, "done"
+        record.metrics = {"candidate": candidate.model_dump(), "hero_before": hero.model_dump(), "reasons": reasons, **evaluation["final_metrics"]}
+        save_record(folder, record)
+        write_json_atomic(folder / RESULT_FILE, record.model_dump(mode="json"))
+        os.replace(folder, self.dirs.done / record.id)
+        self.status.finished(
+            RecentJob(id=record.id, name=record.name, outcome="done", finished_at=now_text(), promoted=promote,
+                      hero_version=record.hero_version, metrics=record.metrics)
+        )
+
+    def _finish_failed(self, record: JobRecord, folder: Path, reason: str) -> None:
+        record.outcome = "failed"
+        save_record(folder, record)
+        tail = ""
+        try:
+            tail = "\n".join((folder / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
+        except FileNotFoundError:
+            pass
+        (folder / ERROR_FILE).write_text(
+            f"Job {record.name} failed: {reason}.\n"
+            f"Attempts: {len(record.attempts)}. Log: {LOG_FILE} in this folder.\n\n"
+            f"Last lines of the log:\n{tail}\n",
+            encoding="utf-8",
+        )
+        os.replace(folder, self.dirs.failed / record.id)
+        log.warning("job %s failed: %s", record.id, reason)
+        self.status.finished(RecentJob(id=record.id, name=record.name, outcome="failed", finished_at=now_text(), error=reason))

@@ -1,0 +1,115 @@
+"""One daemon job, in its own process: train through the engine, then evaluate candidate and hero.
+
+``python -m arena.job_runner JOB_DIR --init-model PATH [--config config.json]``
+
+Runs the base config plus the job's overrides, with the job folder as output and status
+location, resuming from the job's own newest checkpoint when one exists. Exit codes are the CLI's
+(0 done, 2 bad config, 3 bad data, 128+N stopped by signal N, 1 a crash). It dies with the daemon: the kernel
+sends it SIGTERM when its parent goes, and the engine then saves a checkpoint and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script: the repository root replaces the script's own folder on the path, so
+    # sibling modules never shadow top-level packages or the standard library.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from arena.jobs import RUN_NAME, STATUS_FILE, load_record  # noqa: E402
+from trainer.config import ConfigError, ConfigLoader  # noqa: E402
+
+EVALUATION_FILE = "evaluation.json"
+JOB_LOCK = ".job.lock"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM us when the daemon dies, so no orphan keeps training a job that a
+    restarted daemon will resume (elsewhere this is a no-op)."""
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def hold_job_lock(job_dir: Path):
+    """An exclusive lock on the job folder for this process's life: a restarted daemon waits on
+    it until an old runner has saved its checkpoint and gone."""
+    handle = (job_dir / JOB_LOCK).open("w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arena.job_runner")
+    parser.add_argument("job_dir", type=Path)
+    parser.add_argument("--init-model", required=True, help="Model to continue training from.")
+    parser.add_argument("--config", help="Base config file.")
+    args = parser.parse_args(argv)
+    die_with_parent()
+    lock = hold_job_lock(args.job_dir)  # noqa: F841  (held until exit)
+
+    from trainer.core.runner import EXIT_CONFIG, EXIT_OK, execute
+
+    record = load_record(args.job_dir)
+    if record is None or record.dataset is None:
+        print(f"error: {args.job_dir} has no usable job record", file=sys.stderr)
+        return EXIT_CONFIG
+    values = {
+        **record.overrides,
+        "data.dataset_path": [record.dataset],
+        "model.path": args.init_model,
+        "output.output_dir": str(args.job_dir),
+        "output.run_name": RUN_NAME,
+        "output.resume": "auto",
+        "system.status_file": str(args.job_dir / STATUS_FILE),
+    }
+    loader = ConfigLoader(args.config)
+    try:
+        config = loader.apply(values, source=f"job {record.id}")
+        from trainer.core.engine import TrainerEngine
+        from trainer.monitoring import TrainingStatusWriter
+
+        writer = TrainingStatusWriter(config.resolve_path(config.system.status_file))
+        code, result = execute(config, loader.sources, TrainerEngine(writer))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if code != EXIT_OK or result is None:
+        return code
+    return evaluate_job(args.job_dir, config, result, writer)
+
+
+def evaluate_job(job_dir: Path, config, result, writer) -> int:
+    """Evaluate the candidate and the model it started from on the job's held-out rows."""
+    from arena.evaluate import evaluate
+    from trainer.models.loading import model_folder
+    from trainer.profiles import get_profile
+
+    writer.set_phase("evaluating")
+    profile = get_profile(config.profile.name, config.profile.options)
+    candidate = evaluate(result.model_path, result.probes, profile, config)
+    hero = evaluate(model_folder(config), result.probes, profile, config)
+    report = {
+        "candidate": candidate.model_dump(),
+        "hero": hero.model_dump(),
+        "model_path": str(result.model_path),
+        "final_metrics": result.final_metrics,
+    }
+    (job_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    writer.set_phase("completed")
+    print(f"evaluation: candidate {candidate.model_dump()} vs start model {hero.model_dump()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
