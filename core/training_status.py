@@ -249,6 +249,7 @@ class TrainingStatusWriter:
     def reset(self, **initial: Any) -> None:
         """Start a new run's status: nothing of the previous run carries over."""
         with self._lock:
+            initial.setdefault("heartbeat_interval_s", self.status.heartbeat_interval_s)
             self.status = TrainingStatus(**initial)
 
     def _write(self) -> None:
@@ -277,6 +278,23 @@ class JsonlLog:
     def __init__(self, path: str | Path, enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
+
+    def keep_steps_up_to(self, step: int) -> None:
+        """Drop records of steps after ``step``: a resumed run redoes them, and each step
+        should appear once in the history."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+        text = "".join(line + "\n" for line in kept)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -121,7 +121,8 @@ def test_end_to_end_run_with_the_seed_api(tmp_path, builtin_cache, tiny_model_di
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[:3] == [1, 2, 4] and steps[-1] == 12
     previews = [json.loads(l) for l in (run / "previews.jsonl").read_text().splitlines()]
-    assert [p["step"] for p in previews] == [6] * 4 + [12] * 4 + [12] * 4
+    # step 6 from the preview callback, step 12 once: the final evaluation, not a second preview
+    assert [p["step"] for p in previews] == [6] * 4 + [12] * 4
     resolved = json.loads((run / "resolved_config.json").read_text())
     assert resolved["sources"] == {"hyperparams.max_steps": "test"}
     assert resolved["config"]["hyperparams"]["max_steps"] == 12
@@ -132,7 +133,7 @@ def test_end_to_end_run_with_the_seed_api(tmp_path, builtin_cache, tiny_model_di
     assert status["progress"] == 1.0 and status["loss"] is not None and status["learning_rate"] is not None
     assert status["tokens_per_sec"] > 0 and status["eta_seconds"] is not None
     assert status["data"]["rows_used"] == 296 and status["data"]["rows_held_out"] == 4
-    assert status["total_evals"] == 12 and len(status["recent_examples"]) == 12
+    assert status["total_evals"] == 8 and len(status["recent_examples"]) == 8
     assert [c["step"] for c in status["checkpoints"]] == [6, 12]
     assert status["final_model_path"] == str(run / "model")
     assert result.final_metrics["loss_end"] < result.final_metrics["loss_start"]
@@ -207,6 +208,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, builtin_cache):
     assert "loss:" in out and "held-out probes:" in out and f"model saved to {run / 'model'}" in out
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["phase"] == "completed" and status["resumed_from_step"] in (8, 12)
+
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 16  # steps redone after the kill count once
 
     straight, again = load_weights(tmp_path / "outputs" / "straight" / "model"), load_weights(run / "model")
     for name in straight:
@@ -313,3 +317,18 @@ def test_main_job_learns_the_profile_format(tmp_path, builtin_cache, profile):
     assert metrics["probes"] == 16
     assert metrics["probes_format_ok"] >= 0.9 * metrics["probes"], proc.stdout[-2000:]
     assert metrics["loss_end"] < metrics["loss_start"] / 5
+
+
+def test_fresh_run_refuses_a_run_folder_with_checkpoints(tmp_path, builtin_cache):
+    from trainer.config import ConfigError
+    from trainer.core import TrainerEngine
+
+    (tmp_path / "outputs" / "run" / "checkpoint-4").mkdir(parents=True)
+    config = create_default_config(overrides=job_values(tmp_path, builtin_cache))
+    with pytest.raises(ConfigError) as info:
+        TrainerEngine().run_job(config)
+    assert info.value.problems == [
+        f"output.run_name: {tmp_path / 'outputs' / 'run'} already holds checkpoints of an earlier run; "
+        "add --resume auto to continue it, or choose another --run-name"
+    ]
+    assert json.loads((tmp_path / "status.json").read_text())["phase"] == "failed"

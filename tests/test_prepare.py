@@ -181,3 +181,66 @@ def test_real_alpaca_trains_with_emoji_think_and_is_refused_by_regime3(tmp_path,
     assert (report.rows_total, report.rows_rejected) == (999, 0)
     with pytest.raises(DataError, match=r"^no row left to train on: 999 of 999 rows were rejected"):
         run(tmp_path, tiny_tokenizer, config, profile="regime3")
+
+
+def test_column_mapping_applies_before_shape_detection(tmp_path, tiny_tokenizer):
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("\n".join(json.dumps({"problem": r["question"], "solution": r["answer"]}) for r in map(json.loads, gsm_rows(10))) + "\n")
+    config = config_for(tmp_path, [str(path)], **{"data.columns.question": "problem", "data.columns.answer": "solution"})
+    report = run(tmp_path, tiny_tokenizer, config).report
+    assert (report.rows_rejected, report.formats) == (0, {"question_answer": 10})
+
+
+def test_unreadable_file_stops_the_job_instead_of_counting_one_row(tmp_path, tiny_tokenizer):
+    good, broken = tmp_path / "good.jsonl", tmp_path / "broken.json"
+    good.write_text("\n".join(gsm_rows(200)) + "\n")
+    broken.write_text("[" + ",".join(gsm_rows(100)) + ",]")
+    with pytest.raises(DataError) as info:
+        run(tmp_path, tiny_tokenizer, config_for(tmp_path, [str(good), str(broken)]))
+    message = str(info.value)
+    assert message.startswith(f"{broken}:1: invalid JSON file (no row of it can be read):")
+    assert message.endswith("Fix or remove the file: its rows cannot be counted, so the job does not guess.")
+
+
+def test_file_named_twice_is_read_once_and_suffix_case_is_ignored(tmp_path, tiny_tokenizer):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("\n".join(gsm_rows(5)) + "\n")
+    (folder / "B.JSONL").write_text("\n".join(gsm_rows(5, start=5)) + "\n")
+    report = run(tmp_path, tiny_tokenizer, config_for(tmp_path, [str(folder), str(folder / "a.jsonl")])).report
+    assert report.rows_total == 10 and len(report.files) == 2
+
+
+def test_missing_dataset_is_a_data_error(tmp_path, tiny_tokenizer):
+    with pytest.raises(DataError, match="dataset path .*nope.jsonl does not exist"):
+        run(tmp_path, tiny_tokenizer, config_for(tmp_path, [str(tmp_path / "nope.jsonl")]))
+
+
+class LoudRegime3(__import__("trainer.profiles", fromlist=["Regime3Profile"]).Regime3Profile):
+    """Same registry name as regime3, different rendering: must not share its cache."""
+
+    def render_answer(self, example):
+        return super().render_answer(example).upper().replace("STEP", "Step").replace("ANSWER:", "Answer:")
+
+
+def test_cache_keys_on_the_profile_class_not_just_its_name(tmp_path, tiny_tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(gsm_rows(10)) + "\n")
+    config = config_for(tmp_path, [str(path)])
+    eos = {tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    plain = prepare_data(config, tiny_tokenizer, get_profile("regime3"), CHATML_TEMPLATE, eos, tmp_path / "r1")
+    loud = prepare_data(config, tiny_tokenizer, LoudRegime3(), CHATML_TEMPLATE, eos, tmp_path / "r2")
+    assert LoudRegime3().full_name == "regime3"
+    assert not loud.report.cache_hit and loud.train["input_ids"] != plain.train["input_ids"]
+
+
+def test_concurrent_store_of_the_same_key_is_not_an_error(tmp_path):
+    from datasets import Dataset
+
+    from trainer.data.cache import PreparedCache
+
+    cache = PreparedCache(tmp_path / "c")
+    data = Dataset.from_dict({"input_ids": [[1, 2]], "labels": [[1, 2]]})
+    cache.store("k", data, {"report": {}})
+    cache.store("k", data, {"report": {}})  # a second process that prepared the same data
+    assert cache.load("k")[0]["input_ids"] == [[1, 2]]

@@ -141,6 +141,7 @@ def test_regime3_format_check(text, problems, answer):
         ("🤔🤔🤔🤔\nthinking\n\n42", True, "42"),
         ("🤔🤔🤔🤔\n\nBlue.", True, "Blue."),
         ("🤔🤔🤔\nthinking\n\n42", False, None),
+        ("🤔🤔🤔🤔🤔\nthinking\n\n42", False, None),
         ("🤔🤔🤔🤔 thinking only", False, None),
         ("42", False, None),
     ],
@@ -219,3 +220,17 @@ def test_custom_profile_by_import_path_and_registration():
 
 def test_base_stops_are_post_format():
     assert BASE_STOP_SEQUENCES == ("<|im_start|>", "<|endoftext|>", "\n\n\n")
+
+
+def test_numeric_answer_with_words_matches():
+    profile = get_profile("regime3")
+    assert profile.check_answer("Step 1: x\n\nAnswer: 6 apples", "6").correct is True
+    assert profile.check_answer("Step 1: x\n\nAnswer: 16 apples", "6").correct is False
+    assert profile.check_answer("Step 1: x\n\nAnswer: blue", "Blue").correct is True
+
+
+def test_regime3_renders_multiline_steps_as_one_line():
+    example = gsm_example()
+    example.reasoning = ["He buys 3:\n5 + 3 = 8.", "8 - 2 = 6."]
+    rendered = get_profile("regime3").render_answer(example)
+    assert rendered == "Step 1: He buys 3: 5 + 3 = 8.\nStep 2: 8 - 2 = 6.\n\nAnswer: 6"

@@ -120,3 +120,25 @@ def test_checked_in_daemon_schema_matches_model():
     assert json.loads(path.read_text()) == DaemonStatus.model_json_schema(), (
         "schemas/daemon_status.schema.json is stale: run python scripts/write_schemas.py"
     )
+
+
+def test_writer_reused_for_a_second_run_starts_clean(tmp_path):
+    writer = TrainingStatusWriter(tmp_path / "s.json", heartbeat_interval_s=0.05)
+    writer.add_preview(Example(step=1, prompt="p", model_output="x", format_ok=False))
+    writer.fail(RuntimeError("old"), "tb")
+    writer.start_heartbeat()
+    writer.stop_heartbeat()
+    writer.reset(run_name="second")
+    writer.set_phase("training")
+    writer.start_heartbeat()  # must beat again after a stop
+    first = read_status(tmp_path / "s.json").timestamp
+    time.sleep(0.3)
+    writer.stop_heartbeat()
+    s = read_status(tmp_path / "s.json")
+    assert s.timestamp > first
+    assert (s.run_name, s.total_evals, s.error_message, s.phase) == ("second", 0, None, "training")
+
+
+def test_status_file_is_readable_by_others(tmp_path):
+    TrainingStatusWriter(tmp_path / "s.json").set_phase("training")
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o644

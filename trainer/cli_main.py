@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Front door: ``python trainer/cli_main.py [ACTION] [flags]``.
 
-Training is the default action. ``--help``, ``--print-config``, ``--validate`` and
+Training is the default action; ``dashboard`` serves the web dashboard and ``watch`` (or
+``--watch``) shows the same in the terminal. ``--help``, ``--print-config``, ``--validate`` and
 ``--config-reference`` import no torch / transformers / trl / datasets, so they answer at once.
 """
 
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainer",
         description="Fine-tune a Hugging Face causal LM on your data with a data profile.",
-        epilog="Any config key can be set with --set PATH=VALUE; see --config-reference.",
+        epilog="Any config key can be set with --set PATH=VALUE; see --config-reference. "
+        "Other actions: 'dashboard [--port N]' (web page), 'watch' (terminal view); "
+        "each has its own --help.",
     )
     parser.add_argument(
         "--config", metavar="PATH", help="JSON config file (default: ./config.json if present)."
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate",
         action="store_true",
         help="Check the config and the paths it names; train nothing.",
+    )
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="Show the live training and daemon status in the terminal (same as 'watch').",
     )
     mode.add_argument(
         "--config-reference",
@@ -116,15 +124,67 @@ def _train(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace
     return run_from_cli(config, loader)
 
 
+def _watch(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
+    from trainer.dashboard.terminal import watch
+
+    return watch(dashboard_sources(config), once=getattr(args, "once", False))
+
+
 # Mode flags -> handler; the first flag that is set wins (they are mutually exclusive).
 MODES: dict[str, Callable[[TrainerConfig, ConfigLoader, argparse.Namespace], int]] = {
     "print_config": _print_config,
     "validate": _validate,
+    "watch": _watch,
 }
+
+
+def dashboard_sources(config: TrainerConfig):
+    from trainer.dashboard.snapshot import Sources
+
+    return Sources(config.resolve_path(config.system.status_file), config.resolve_path(config.daemon.status_file))
+
+
+def build_view_parser(action: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"trainer {action}",
+        description="Serve the web dashboard (read-only, local)."
+        if action == "dashboard"
+        else "Show the live training and daemon status in the terminal.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="Config whose status files to read (default: ./config.json).")
+    parser.add_argument("--set", action="append", metavar="PATH=VALUE", help="e.g. --set system.status_file=other.json")
+    if action == "dashboard":
+        parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1: this machine only).")
+        parser.add_argument("--port", type=int, default=8765, help="Port (default 8765; 0 picks a free one).")
+    else:
+        parser.add_argument("--once", action="store_true", help="Print one snapshot and exit.")
+    return parser
+
+
+def run_view(action: str, argv: Sequence[str]) -> int:
+    """The ``dashboard`` and ``watch`` actions: they read status files and never train."""
+    args = build_view_parser(action).parse_args(argv)
+    loader = ConfigLoader(default_config_path(args.config))
+    config = loader.merge_with_cli_args({"set": args.set})
+    if action == "watch":
+        return _watch(config, loader, args)
+    from trainer.dashboard.server import serve
+
+    return serve(dashboard_sources(config), args.host, args.port)
+
+
+ACTIONS = ("dashboard", "watch")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen action and return the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ACTIONS:
+        try:
+            return run_view(argv[0], argv[1:])
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

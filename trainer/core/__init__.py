@@ -1,5 +1,17 @@
-"""Layer 1: the engine."""
+"""Layer 1: the engine.
 
-from trainer.core.engine import JobResult, JobStopped, TrainerEngine
+``TrainerEngine`` and friends load lazily (PEP 562): the engine pulls in transformers, and
+processes that only need ``trainer.core.runner``'s exit codes (the daemon) should not pay for it.
+"""
+
+from typing import Any
 
 __all__ = ["JobResult", "JobStopped", "TrainerEngine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from trainer.core import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'trainer.core' has no attribute {name!r}")

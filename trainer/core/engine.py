@@ -21,8 +21,10 @@ from typing import Any, TextIO
 
 from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
-from trainer.core.checkpoints import resolve_run_dir
+from trainer.config.errors import ConfigError
+from trainer.core.checkpoints import checkpoints, resolve_run_dir
 from trainer.data.prepare import PreparedData, Probe, prepare_data
+from trainer.monitoring.callbacks import StopOnSignalCallback
 from trainer.profiles import DataProfile, get_profile
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class _Session:
     writer: TrainingStatusWriter
     profile: DataProfile
     console: TextIO
+    stopper: StopOnSignalCallback
     tokenizer: Any = None
     template: str = ""
     end_token: str = ""
@@ -103,19 +106,24 @@ class TrainerEngine:
         writer = self.status_writer or TrainingStatusWriter(
             config.resolve_path(config.system.status_file), enabled=is_main_process()
         )
-        writer.update(
+        writer.reset(
             run_id=uuid.uuid4().hex[:12],
             run_name=run_dir.name,
             model_name=config.model.path,
             profile=config.profile.name,
             run_dir=str(run_dir),
-            phase="initializing",
             current_file=str(config.data.dataset_path[0]),
             started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
         )
+        writer.set_phase("initializing")
         writer.start_heartbeat()
+        # SIGTERM / Ctrl-C are ours for the whole job: during training they end in a checkpoint,
+        # elsewhere at the next phase boundary; either way in phase "stopped", never half-saved.
+        stopper = StopOnSignalCallback()
+        stopper.install()
         try:
-            session = _Session(config, run_dir, writer, get_profile(config.profile.name, config.profile.options), self.console)
+            profile = get_profile(config.profile.name, config.profile.options)
+            session = _Session(config, run_dir, writer, profile, self.console, stopper)
             return self._run(session, sources or {})
         except JobStopped:
             raise
@@ -123,9 +131,17 @@ class TrainerEngine:
             writer.fail(exc, traceback.format_exc())
             raise
         finally:
+            stopper.restore()
             writer.stop_heartbeat()
 
     def _run(self, s: _Session, sources: dict[str, str]) -> JobResult:
+        if s.config.output.resume is None and checkpoints(s.run_dir):
+            raise ConfigError(
+                [
+                    f"output.run_name: {s.run_dir} already holds checkpoints of an earlier run; "
+                    "add --resume auto to continue it, or choose another --run-name"
+                ]
+            )
         s.run_dir.mkdir(parents=True, exist_ok=True)
         (s.run_dir / RESOLVED_CONFIG_FILE).write_text(
             json.dumps({"config": s.config.model_dump(mode="json"), "sources": sources}, indent=2, ensure_ascii=False),
@@ -133,6 +149,7 @@ class TrainerEngine:
         )
         s.writer.set_phase("preparing_data")
         folder = self._prepare(s)
+        stop_if_asked(s)
         report = s.data.report
         print("\n".join(report.summary_lines()), file=s.console, flush=True)
         if s.config.debug.dry_run:
@@ -180,6 +197,13 @@ class TrainerEngine:
     def _print_samples(self, s: _Session) -> None:
         for index, sample in enumerate(s.data.report.samples, start=1):
             print(f"\n--- example {index} (trained text between [[ and ]]) ---\n{sample}", file=s.console)
+
+
+def stop_if_asked(s: _Session, checkpoint: str | None = None) -> None:
+    """At a phase boundary: if a stop signal came, record phase stopped and raise JobStopped."""
+    if s.stopper.received is not None:
+        s.writer.set_phase("stopped", error_message=f"stopped by signal {s.stopper.received}")
+        raise JobStopped(s.stopper.received, checkpoint)
 
 
 def probes_for(config: TrainerConfig, profile: DataProfile, data: PreparedData) -> list[Probe]:

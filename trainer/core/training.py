@@ -14,9 +14,9 @@ from trainer.core.engine import (
     PREVIEWS_FILE,
     RESULT_FILE,
     JobResult,
-    JobStopped,
     format_summary,
     probes_for,
+    stop_if_asked,
 )
 from trainer.core.sft import build_sft_trainer
 from trainer.monitoring.callbacks import (
@@ -24,7 +24,6 @@ from trainer.monitoring.callbacks import (
     Pace,
     PreviewCallback,
     StatusCallback,
-    StopOnSignalCallback,
 )
 from trainer.monitoring.preview_backend import PreviewBackend
 
@@ -67,6 +66,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     writer.set_phase("loading_model")
     device = pick_device(config.system.device)
     model = load_model(folder, config, device)
+    stop_if_asked(s)
     set_generation_config(model, s.tokenizer, s.eos_ids, config.inference.max_new_tokens)
 
     probes = probes_for(config, s.profile, s.data)
@@ -75,7 +75,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     backend = PreviewBackend(s.tokenizer, s.profile, probes, config.inference, s.template, stops, end_tokens)
     previews = JsonlLog(s.run_dir / PREVIEWS_FILE, enabled=s.writer.enabled)
     pace = Pace()
-    stopper = StopOnSignalCallback()
+    stopper = s.stopper
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
     callbacks = [
         StatusCallback(writer, JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled), pace),
@@ -84,16 +84,16 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         stopper,
     ]
     trainer = build_sft_trainer(config, model, s.tokenizer, s.data.train, s.run_dir, device, callbacks)
+    resume = _resume_from(s)
+    if resume is not None:
+        step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]
+        for log in (previews, callbacks[0].metrics):
+            log.keep_steps_up_to(step)
     writer.set_phase("training")
-    stopper.install()
-    try:
-        trainer.train(resume_from_checkpoint=_resume_from(s))
-    finally:
-        stopper.restore()
+    trainer.train(resume_from_checkpoint=resume)
     if stopper.received is not None:
         checkpoint = find_resumable_checkpoint(s.run_dir)
-        writer.set_phase("stopped", error_message=f"stopped by signal {stopper.received}")
-        raise JobStopped(stopper.received, str(checkpoint) if checkpoint else None)
+        stop_if_asked(s, str(checkpoint) if checkpoint else None)
 
     step = trainer.state.global_step
     writer.set_phase("evaluating")

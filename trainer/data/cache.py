@@ -71,9 +71,11 @@ class PreparedCache:
             dataset.save_to_disk(str(tmp / "train"))
             (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
             final = self.root / key
-            if final.exists():
-                shutil.rmtree(final, ignore_errors=True)
+            if final.exists() and not (final / "meta.json").is_file():
+                shutil.rmtree(final, ignore_errors=True)  # a damaged entry
             os.replace(tmp, final)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
+            if (self.root / key / "meta.json").is_file():
+                return  # another process stored the same key first: same contents, fine
             raise

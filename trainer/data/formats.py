@@ -306,6 +306,12 @@ def _renamed(row: Mapping[str, Any], columns: Mapping[str, str | None]) -> dict[
     return renamed
 
 
+def row_format(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str | None]) -> str:
+    """The shape ``convert_row`` will use for this row: ``fmt``, or, for "auto", the shape
+    detected after the column mapping is applied."""
+    return detect_format(_renamed(row, columns)) if fmt == "auto" else fmt
+
+
 def convert_row(row: Mapping[str, Any], fmt: str, columns: Mapping[str, str | None]) -> Example:
     """One raw row -> a validated ``Example`` (``source`` is left for the caller to set).
 

@@ -17,8 +17,8 @@ from core.custom_collator import IGNORE_INDEX, TemplateMismatch, render_marked, 
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
 from trainer.data.example import Example, Rejected, RowError
-from trainer.data.formats import convert_row, detect_format
-from trainer.data.readers import expand_paths, iter_rows
+from trainer.data.formats import convert_row, row_format
+from trainer.data.readers import FILE_STAGE, expand_paths, iter_rows
 from trainer.data.report import DataReport, length_stats
 from trainer.profiles import DataProfile
 
@@ -63,7 +63,7 @@ def _read_examples(config: TrainerConfig, files: list[Path], report: DataReport,
             rejects.append(item)
             continue
         try:
-            fmt = config.data.format if config.data.format != "auto" else detect_format(item.data)
+            fmt = row_format(item.data, config.data.format, columns)
             example = convert_row(item.data, fmt, columns)
         except RowError as exc:
             rejects.append(Rejected(item.file, item.line, str(exc), item.data, stage="convert"))
@@ -161,14 +161,26 @@ def _checks(tokenizer: Any, template: str | None, kept: list[tuple[Any, _Rendere
     }
 
 
-def _settings(config: TrainerConfig, profile: DataProfile) -> dict[str, Any]:
+def _profile_identity(profile: DataProfile | None) -> list[str]:
+    """Every class in the profile chain by import path: two profiles that share a ``name`` but
+    render differently (a subclass, a custom class) must not share a cache entry."""
+    chain = []
+    while profile is not None:
+        cls = type(profile)
+        chain.append(f"{cls.__module__}.{cls.__qualname__}:{profile.options.model_dump_json()}")
+        profile = profile.inner
+    return chain
+
+
+def _settings(config: TrainerConfig, profile: DataProfile, eos_ids: set[int]) -> dict[str, Any]:
     data = config.data.model_dump(exclude={"cache_dir", "dataset_path", "max_reject_fraction"})
     return {
         "data": data,
         "profile": profile.full_name,
-        "profile_options": config.profile.options,
+        "profile_classes": _profile_identity(profile),
         "system_prompt": config.profile.system_prompt,
         "seed": config.hyperparams.seed,
+        "eos_ids": sorted(i for i in eos_ids if i is not None),
     }
 
 
@@ -181,6 +193,12 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
     )
     rejects: list[Rejected] = []
     examples = _read_examples(config, files, report, rejects)
+    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
+    if unreadable:
+        raise DataError(
+            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
+            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
+        )
     rendered = _render(examples, profile, config.profile.system_prompt, rejects)
     train, holdout = _split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:
@@ -219,10 +237,13 @@ def prepare_data(
     """
     from datasets import Dataset
 
-    files = expand_paths([config.resolve_path(p) for p in config.data.dataset_path])
+    try:
+        files = expand_paths([config.resolve_path(p) for p in config.data.dataset_path])
+    except FileNotFoundError as exc:
+        raise DataError(str(exc)) from None
     if not files:
         raise DataError(f"no .jsonl, .json or .parquet file in {', '.join(config.data.dataset_path)}")
-    key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), _settings(config, profile))
+    key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), _settings(config, profile, eos_ids))
     cache = PreparedCache(config.resolve_path(config.data.cache_dir))
     hit = cache.load(key)
     if hit is not None:

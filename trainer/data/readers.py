@@ -15,6 +15,9 @@ from typing import Any
 from trainer.data.example import RawRow, Rejected
 
 RAW_PREVIEW_CHARS = 500  # enough to recognise a row in a reject report without copying huge rows
+# Stage of a Rejected that stands for a whole file no row of which could be read: the pipeline
+# stops on it rather than counting a file of many rows as one rejected row.
+FILE_STAGE = "file"
 _BOM = "\ufeff"
 
 Reader = Callable[[Path], Iterator["RawRow | Rejected"]]
@@ -42,7 +45,11 @@ def expand_paths(paths: list[Path]) -> list[Path]:
             files.append(path)
         else:
             raise FileNotFoundError(f"dataset path {path} does not exist")
-    return files
+    # A file named twice (itself and through its folder) is read once.
+    unique = {}
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values())
 
 
 def _data_files_under(folder: Path) -> list[Path]:
@@ -50,7 +57,7 @@ def _data_files_under(folder: Path) -> list[Path]:
     for path in folder.rglob("*"):
         # Only the parts below the folder count: the folder itself may live under a hidden one.
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-        if not hidden and path.suffix in READERS and path.is_file():
+        if not hidden and path.suffix.lower() in READERS and path.is_file():
             found.append(path)
     return sorted(found)
 
@@ -64,13 +71,13 @@ def iter_rows(paths: list[Path]) -> Iterator[RawRow | Rejected]:
     """
     files = expand_paths(paths)
     for path in files:
-        if path.suffix not in READERS:
+        if path.suffix.lower() not in READERS:
             raise ValueError(
                 f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
                 f"known: {', '.join(READERS)}"
             )
     for path in files:
-        yield from READERS[path.suffix](path)
+        yield from READERS[path.suffix.lower()](path)
 
 
 def _type_name(value: Any) -> str:
@@ -136,7 +143,7 @@ def read_json(path: Path) -> Iterator[RawRow | Rejected]:
             "invalid JSON file (no row of it can be read): "
             f"not valid UTF-8 at byte {exc.start}"
         )
-        yield Rejected(file, line, reason)
+        yield Rejected(file, line, reason, stage=FILE_STAGE)
         return
     except json.JSONDecodeError as exc:
         reason = (
@@ -145,11 +152,11 @@ def read_json(path: Path) -> Iterator[RawRow | Rejected]:
         )
         lines = exc.doc.splitlines()
         raw = lines[exc.lineno - 1][:RAW_PREVIEW_CHARS] if exc.lineno <= len(lines) else None
-        yield Rejected(file, exc.lineno, reason, raw=raw)
+        yield Rejected(file, exc.lineno, reason, raw=raw, stage=FILE_STAGE)
         return
     items = _row_list(value)
     if isinstance(items, str):
-        yield Rejected(file, None, items)
+        yield Rejected(file, None, items, stage=FILE_STAGE)
         return
     for index, item in enumerate(items, start=1):
         yield _row_or_reject(file, index, item, item)
@@ -179,7 +186,7 @@ def read_parquet(path: Path) -> Iterator[RawRow | Rejected]:
     try:
         parquet = pq.ParquetFile(path)
     except (pyarrow.ArrowException, OSError) as exc:
-        yield Rejected(file, None, f"unreadable parquet file (no row of it can be read): {exc}")
+        yield Rejected(file, None, f"unreadable parquet file (no row of it can be read): {exc}", stage=FILE_STAGE)
         return
     index = 0
     for batch in parquet.iter_batches():

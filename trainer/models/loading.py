@@ -28,13 +28,17 @@ def pick_device(setting: str) -> str:
 
 
 def torch_dtype(precision: str, device: str) -> Any:
-    """``auto`` means bfloat16 on a GPU that supports it, else float32 (CPU training in bf16 is
-    slow and imprecise)."""
+    """Weights dtype. ``auto`` means bfloat16 on a GPU that supports it, else float32 (CPU
+    training in bf16 is slow and imprecise). ``float16`` trains as mixed precision: the weights
+    stay float32 and autocast runs in fp16, because the fp16 gradient scaler cannot unscale
+    fp16 gradients (transformers' "Attempting to unscale FP16 gradients")."""
     import torch
 
     if precision == "auto":
         if device == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
+        return torch.float32
+    if precision == "float16":
         return torch.float32
     return getattr(torch, precision)
 

@@ -149,6 +149,8 @@ class PreviewCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if not self.every or state.global_step % self.every or not self.backend.probes:
             return
+        if state.global_step >= state.max_steps:
+            return  # the job's final evaluation answers the probes at this step
         if not state.is_world_process_zero:
             return
         self.writer.set_phase("evaluating")

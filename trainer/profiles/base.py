@@ -64,11 +64,18 @@ def normalize_answer(text: str) -> str:
 
 
 def answers_match(answer: str | None, expected: str | None) -> bool | None:
+    """Equal after normalizing; a numeric expected answer is compared with the last number in
+    the given one, so "6 apples" matches "6"."""
     if expected is None:
         return None
     if answer is None:
         return False
-    return normalize_answer(answer) == normalize_answer(expected)
+    if normalize_answer(answer) == normalize_answer(expected):
+        return True
+    found = last_number(answer)
+    return found is not None and last_number(expected) == expected.strip().replace(",", "") and (
+        normalize_answer(found) == normalize_answer(expected)
+    )
 
 
 def last_number(text: str) -> str | None:

@@ -37,8 +37,12 @@ class Regime3Profile(DataProfile):
         if not steps:
             raise RowError("regime3 needs reasoning steps, and this row has none")
         prefix = self.options.step_prefix
-        lines = [f"{prefix} {i}: {step}" for i, step in enumerate(steps, start=1)]
-        return "\n".join(lines) + f"\n\n{self.options.answer_prefix} {example.final_answer.strip()}"
+        lines = [f"{prefix} {i}: {' '.join(step.split())}" for i, step in enumerate(steps, start=1)]
+        rendered = "\n".join(lines) + f"\n\n{self.options.answer_prefix} {example.final_answer.strip()}"
+        verdict = self.check_format(rendered)
+        if not verdict.format_ok:  # never train text the profile itself would call malformed
+            raise RowError(f"cannot render in regime3's format: {'; '.join(verdict.problems)}")
+        return rendered
 
     def check_format(self, text: str) -> AnswerCheck:
         prefix, answer_prefix = self.options.step_prefix, self.options.answer_prefix

@@ -1,0 +1,1 @@
+"""Dashboards that read the status files: a local web page and a terminal view."""
