@@ -182,7 +182,9 @@ class HeroLoop:
         if not control.wait_for_lock(folder / JOB_LOCK, timeout=600):
             log.warning("job %s is still held by an old runner; leaving it for later", record.id)
             return
-        while len(record.attempts) < self.rules.max_attempts:
+        # Attempts a stop interrupted (SIGTERM, the daemon killed) are not failures: only crashes
+        # count towards the quarantine.
+        while sum(a.error is not None for a in record.attempts) < self.rules.max_attempts:
             code = self._attempt(record, folder)
             if self.stop_event.is_set() and code != 0:
                 log.info("job %s checkpointed; it resumes on the next start", record.id)
@@ -197,7 +199,8 @@ class HeroLoop:
             if code in (EXIT_DATA, EXIT_CONFIG):  # the same input fails the same way again
                 break
         attempts = len(record.attempts)
-        self._finish_failed(record, folder, f"{record.attempts[-1].error} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+        last_error = next(a.error for a in reversed(record.attempts) if a.error)
+        self._finish_failed(record, folder, f"{last_error} (after {attempts} attempt{'s' if attempts > 1 else ''})")
 
     def _start_model(self, record: JobRecord) -> str:
         """What this job trains from; fixed at its first attempt, so a resume continues the
@@ -272,7 +275,11 @@ class HeroLoop:
     def _finish_done(self, record: JobRecord, folder: Path) -> None:
         import json
 
-        evaluation = json.loads((folder / EVALUATION_FILE).read_text(encoding="utf-8"))
+        try:
+            evaluation = json.loads((folder / EVALUATION_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self._finish_failed(record, folder, f"the job ended without a usable evaluation ({exc})")
+            return
         candidate = EvalMetrics(**evaluation["candidate"])
         hero = EvalMetrics(**evaluation["hero"])
         promote, reasons = decide(candidate, hero, self.rules)

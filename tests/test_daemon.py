@@ -170,7 +170,8 @@ def test_second_daemon_refuses_then_pause_resume_and_stop(daemon):
 
 
 def test_sigkill_mid_job_then_restart_finishes_it(tmp_path, builtin_cache):
-    daemon = Daemon(tmp_path, builtin_cache, **{"hyperparams.max_steps": 60})
+    # max_attempts 1: the attempt the kill interrupted must not count as a failed one
+    daemon = Daemon(tmp_path, builtin_cache, **{"hyperparams.max_steps": 60, "daemon.max_attempts": 1})
     try:
         daemon.drop("long.jsonl", rows(200))
         daemon.start()
