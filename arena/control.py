@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -62,8 +63,9 @@ def is_running(queue: Path) -> bool:
         return False
 
 
-def wait_for_lock(path: Path, timeout: float) -> bool:
-    """Wait until nobody holds an flock on ``path`` (e.g. a job's old runner has exited)."""
+def wait_for_lock(path: Path, timeout: float, stop: threading.Event | None = None) -> bool:
+    """Wait until nobody holds an flock on ``path`` (e.g. a job's old runner has exited);
+    False on timeout or when ``stop`` is set."""
     if not path.exists():
         return True
     deadline = time.monotonic() + timeout
@@ -74,7 +76,7 @@ def wait_for_lock(path: Path, timeout: float) -> bool:
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 return True
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (stop is not None and stop.is_set()):
                     return False
                 time.sleep(0.2)
 

@@ -19,10 +19,20 @@ from typing import Any
 
 from arena import control
 from arena.hero import EvalMetrics, HeroStore, decide
-from arena.jobs import ERROR_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
-from arena.job_runner import EVALUATION_FILE, JOB_LOCK
+from arena.jobs import EVALUATION_FILE, ERROR_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
+from arena.job_runner import JOB_LOCK
 from trainer.core.runner import EXIT_CONFIG, EXIT_DATA
-from arena.inbox import QueueDirs, StabilityTracker, claim, recover_processing, scan_inbox
+from arena.inbox import (
+    QueueDirs,
+    StabilityTracker,
+    claim,
+    inbox_files,
+    is_ignored,
+    is_job_input,
+    recover_processing,
+    scan_inbox,
+)
+from arena.jobs import PRIORITIES
 from arena.status import CurrentJob, DaemonStatusWriter, HeroInfo, QueuedFile, RecentJob
 from core.training_status import read_status, write_json_atomic
 from trainer.config.schema import TrainerConfig
@@ -42,8 +52,12 @@ def describe_exit(code: int) -> str:
     signum = -code if code < 0 else code - 128 if code > 128 else None
     if signum == signal.SIGKILL:
         return "the training process was killed (SIGKILL; often the system running out of memory)"
-    if signum:
-        return f"the training process was stopped by signal {signal.Signals(signum).name}"
+    try:
+        name = signal.Signals(signum).name if signum else None
+    except ValueError:  # e.g. exit(255): above 128 but not a signal
+        name = None
+    if name:
+        return f"the training process was stopped by signal {name}"
     return f"the training process crashed (exit code {code})"
 
 
@@ -109,12 +123,17 @@ class HeroLoop:
 
     def _install_signals(self) -> None:
         def stop(signum: int, frame: Any) -> None:
-            log.info("signal %s: finishing (the running job is checkpointed)", signum)
-            self.stop_event.set()
-            self.wake.set()
+            # Event.set takes a lock the interrupted main thread may hold (inside wait/clear):
+            # setting it from a helper thread cannot deadlock.
+            threading.Thread(target=self._request_stop, args=(signum,), daemon=True).start()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)
+
+    def _request_stop(self, signum: int) -> None:
+        log.info("signal %s: finishing (the running job is checkpointed)", signum)
+        self.stop_event.set()
+        self.wake.set()
 
     def _watch_inbox(self):
         # Events make the daemon react at once; the periodic rescan catches what they miss
@@ -142,17 +161,19 @@ class HeroLoop:
             candidates = scan_inbox(self.dirs, self.tracker)
             self._publish_idle(paused, candidates, pending)
             if not paused and pending:
-                self.run_job(pending.pop(0))
+                record = pending.pop(0)
+                if not self.run_job_safely(record):
+                    pending.append(record)  # still held by an old runner: later
                 continue
             if not paused and candidates:
                 record = claim(self.dirs, candidates[0])
                 if record is not None:
                     self.tracker.forget(candidates[0].path)
-                    self.run_job(record)
+                    self.run_job_safely(record)
                 continue
             # Files not yet stable need another look soon; otherwise events or the rescan wake us.
-            waiting = any(p.is_file() for p in self.dirs.inbox.rglob("*"))
-            self.wake.wait(POLL_SECONDS if waiting or paused else self.rules.rescan_seconds)
+            arriving = any(not is_ignored(p) and is_job_input(p) for p in inbox_files(self.dirs))
+            self.wake.wait(POLL_SECONDS if arriving or paused or pending else self.rules.rescan_seconds)
             self.wake.clear()
 
     def _publish_idle(self, paused: bool, candidates: list, pending: list[JobRecord]) -> None:
@@ -174,24 +195,40 @@ class HeroLoop:
 
     # --- one job ------------------------------------------------------------------------------
 
-    def run_job(self, record: JobRecord) -> None:
+    def run_job_safely(self, record: JobRecord) -> bool:
+        """Run a job; whatever goes wrong in the daemon's own handling of it (a full disk, a
+        broken file) fails that job, not the daemon. False: the job must wait."""
+        try:
+            return self.run_job(record)
+        except Exception as exc:  # noqa: BLE001 (the daemon outlives any one job)
+            log.exception("job %s: the daemon could not handle it", record.id)
+            try:
+                self._finish_failed(record, self.dirs.processing / record.id, f"the daemon could not run it: {exc!r}")
+            except Exception:  # noqa: BLE001
+                log.exception("job %s: could not even move it to failed/", record.id)
+            return True
+
+    def run_job(self, record: JobRecord) -> bool:
         folder = self.dirs.processing / record.id
-        if record.error:
-            self._finish_failed(record, folder, record.error)
-            return
-        if not control.wait_for_lock(folder / JOB_LOCK, timeout=600):
-            log.warning("job %s is still held by an old runner; leaving it for later", record.id)
-            return
+        if record.outcome == "done":  # decided before a crash: finish the bookkeeping only
+            self._complete_done(record, folder)
+            return True
+        if record.error or record.outcome == "failed":
+            self._finish_failed(record, folder, record.error or "failed before the daemon stopped")
+            return True
+        if not control.wait_for_lock(folder / JOB_LOCK, timeout=30, stop=self.stop_event):
+            log.warning("job %s is still held by an old runner; trying again later", record.id)
+            return False
         # Attempts a stop interrupted (SIGTERM, the daemon killed) are not failures: only crashes
         # count towards the quarantine.
         while sum(a.error is not None for a in record.attempts) < self.rules.max_attempts:
             code = self._attempt(record, folder)
             if self.stop_event.is_set() and code != 0:
                 log.info("job %s checkpointed; it resumes on the next start", record.id)
-                return
+                return True
             if code == 0:
                 self._finish_done(record, folder)
-                return
+                return True
             reason = describe_exit(code)
             detail = last_error_line(folder / LOG_FILE)
             record.attempts[-1].error = f"{reason}: {detail}" if detail else reason
@@ -201,6 +238,7 @@ class HeroLoop:
         attempts = len(record.attempts)
         last_error = next(a.error for a in reversed(record.attempts) if a.error)
         self._finish_failed(record, folder, f"{last_error} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+        return True
 
     def _start_model(self, record: JobRecord) -> str:
         """What this job trains from; fixed at its first attempt, so a resume continues the
@@ -221,6 +259,7 @@ class HeroLoop:
         command = [
             sys.executable, "-m", "arena.job_runner", str(folder),
             "--init-model", start_model, "--config", str(self.base_config),
+            "--parent-pid", str(os.getpid()),
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with (folder / LOG_FILE).open("a", encoding="utf-8") as log_file:
@@ -263,11 +302,16 @@ class HeroLoop:
         if job is not None:
             current.phase, current.current_step, current.total_steps = job.phase, job.current_step, job.total_steps
         state = "stopping" if stopping else "evaluating" if current.phase == "evaluating" else "training"
-        queue = [
-            QueuedFile(name=p.name, priority=self.dirs.folder_priority(p), size=p.stat().st_size, complete=False)
-            for p in sorted(self.dirs.inbox.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")
-        ]
+        queue = []
+        for path in inbox_files(self.dirs):
+            if is_ignored(path) or not is_job_input(path):
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            queue.append(QueuedFile(name=os.fsdecode(path.name), priority=self.dirs.folder_priority(path), size=size, complete=False))
+        queue.sort(key=lambda q: PRIORITIES.index(q.priority))
         self.status.update(state=state, current_job=current, queue=queue)
 
     # --- endings ------------------------------------------------------------------------------
@@ -283,19 +327,31 @@ class HeroLoop:
         candidate = EvalMetrics(**evaluation["candidate"])
         hero = EvalMetrics(**evaluation["hero"])
         promote, reasons = decide(candidate, hero, self.rules)
-        model = Path(evaluation["model_path"])
-        if promote:
-            pointer = self.hero.promote(model, candidate, record.id)
-            record.hero_version = pointer.version
-            log.info("job %s: promoted to hero v%d", record.id, pointer.version)
-        else:
-            self.hero.reject(model, candidate, record.id, reasons)
-            log.info("job %s: candidate not promoted: %s", record.id, "; ".join(reasons))
+        # The decision is recorded before the model moves, so a crash in between is finished
+        # on the next start instead of training and promoting the job again.
         record.promoted, record.outcome = promote, "done"
-        record.metrics = {"candidate": candidate.model_dump(), "hero_before": hero.model_dump(), "reasons": reasons, **evaluation["final_metrics"]}
+        record.metrics = {
+            "candidate": candidate.model_dump(), "hero_before": hero.model_dump(), "reasons": reasons,
+            "model_path": evaluation["model_path"], **evaluation["final_metrics"],
+        }
         save_record(folder, record)
+        self._complete_done(record, folder)
+
+    def _complete_done(self, record: JobRecord, folder: Path) -> None:
+        model = Path(record.metrics.get("model_path", folder / "run" / "model"))
+        candidate = EvalMetrics(**record.metrics["candidate"])
+        if model.exists():
+            if record.promoted:
+                pointer = self.hero.promote(model, candidate, record.id)
+                record.hero_version = pointer.version
+                log.info("job %s: promoted to hero v%d", record.id, pointer.version)
+            else:
+                self.hero.reject(model, candidate, record.id, record.metrics["reasons"])
+                log.info("job %s: candidate not promoted: %s", record.id, "; ".join(record.metrics["reasons"]))
+            save_record(folder, record)
         write_json_atomic(folder / RESULT_FILE, record.model_dump(mode="json"))
         os.replace(folder, self.dirs.done / record.id)
+        promote = record.promoted
         self.status.finished(
             RecentJob(id=record.id, name=record.name, outcome="done", finished_at=now_text(), promoted=promote,
                       hero_version=record.hero_version, metrics=record.metrics)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -43,6 +44,8 @@ class HeroPointer(BaseModel):
 def decide(candidate: EvalMetrics, hero: EvalMetrics, rules: DaemonSection) -> tuple[bool, list[str]]:
     """Promote unless the candidate is worse than the hero beyond a tolerance; say why not."""
     reasons = []
+    if candidate.eval_loss is not None and not math.isfinite(candidate.eval_loss):
+        reasons.append(f"eval loss is {candidate.eval_loss} (training diverged)")
     if candidate.format_rate < hero.format_rate - rules.format_tolerance:
         reasons.append(f"format compliance {candidate.format_rate:.2f} < hero {hero.format_rate:.2f} - {rules.format_tolerance}")
     if (
@@ -54,6 +57,7 @@ def decide(candidate: EvalMetrics, hero: EvalMetrics, rules: DaemonSection) -> t
     if (
         candidate.eval_loss is not None
         and hero.eval_loss is not None
+        and math.isfinite(hero.eval_loss)
         and candidate.eval_loss > hero.eval_loss * (1 + rules.loss_tolerance)
     ):
         reasons.append(f"eval loss {candidate.eval_loss:.4f} > hero {hero.eval_loss:.4f} x (1 + {rules.loss_tolerance})")
@@ -75,11 +79,24 @@ class HeroStore:
             return HeroPointer.model_validate_json(self.pointer_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        except ValueError:  # damaged by hand: fall back to the newest version on disk
+            versions = self._versions()
+            if not versions:
+                return None
+            version, path = versions[-1]
+            return HeroPointer(version=version, path=str(path), metrics=EvalMetrics(), promoted_at=path.stat().st_mtime)
+
+    def _versions(self) -> list[tuple[int, Path]]:
+        folder = self.root / "versions"
+        found = [(int(p.name[1:]), p) for p in folder.glob("v[0-9]*") if p.name[1:].isdigit()] if folder.is_dir() else []
+        return sorted(found)
 
     def promote(self, candidate: Path, metrics: EvalMetrics, job_id: str) -> HeroPointer:
         """Move the candidate model into a new version and switch ``current`` to it."""
         current = self.current()
-        version = (current.version if current else 0) + 1
+        # Numbered past every folder on disk, not just the pointer: a crash between the move and
+        # the pointer write must not make the next promotion collide with that folder.
+        version = max([current.version if current else 0, *(v for v, _ in self._versions())]) + 1
         target = self.root / "versions" / f"v{version:04d}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(candidate, target)  # same filesystem as the queue: an atomic move
@@ -108,4 +125,10 @@ class HeroStore:
             lines = (self.root / "history.jsonl").read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in lines[-count:]]
+        recent = []
+        for line in lines[-count:]:
+            try:
+                recent.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-append
+        return recent

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arena.jobs import PRIORITIES, JobRecord, load_record, save_record
+from arena.jobs import DAEMON_FILES, PRIORITIES, JobRecord, load_record, save_record
 from trainer.data.readers import READERS
 
 JOB_SUFFIX = ".job.json"
@@ -113,8 +114,10 @@ def _read_job_spec(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"job file {path.name} is not valid JSON: {exc}"
-    if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str):
+    if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str) or not spec["dataset"].strip():
         return None, f"job file {path.name} must be an object with a 'dataset' path"
+    if "\x00" in spec["dataset"]:
+        return None, f"job file {path.name}: the dataset path contains a NUL character"
     unknown = set(spec) - {"dataset", "overrides", "priority"}
     if unknown:
         return None, f"job file {path.name}: unknown keys {', '.join(sorted(unknown))} (known: dataset, overrides, priority)"
@@ -125,30 +128,64 @@ def _read_job_spec(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return spec, None
 
 
+def inbox_files(dirs: QueueDirs) -> list[Path]:
+    """Every file under the inbox, sorted. ``os.walk`` rather than ``rglob``: producers create
+    and remove temporary subfolders, and a folder vanishing mid-walk must not be an error."""
+    files = []
+    for folder, _, names in os.walk(dirs.inbox, onerror=lambda error: None):
+        files.extend(Path(folder) / name for name in names)
+    return sorted(files)
+
+
+def _dataset_of(job_file: Path, spec: dict[str, Any]) -> Path:
+    return Path(os.path.abspath(job_file.parent / spec["dataset"]))
+
+
+def _is_inbox_dataset(dirs: QueueDirs, dataset: Path) -> bool:
+    return dataset.parent.is_relative_to(dirs.inbox) or dataset.parent == dirs.inbox
+
+
 def scan_inbox(dirs: QueueDirs, tracker: StabilityTracker, now: float | None = None) -> list[Candidate]:
-    """Complete inbox files in the order they should run: priority, then age, then name."""
+    """Complete inbox files in the order they should run: priority, then age, then name.
+
+    A dataset named by a job file in the inbox (complete or not yet) is never a job of its own:
+    it travels with its job file, which waits until that dataset is there and complete.
+    """
     now = time.time() if now is None else now
     found: list[Candidate] = []
-    for path in sorted(dirs.inbox.rglob("*")):
-        if not path.is_file() or is_ignored(path) or not is_job_input(path):
+    stable: set[Path] = set()
+    referenced: dict[Path, Path] = {}  # dataset -> the job file naming it
+    for path in inbox_files(dirs):
+        if is_ignored(path) or not is_job_input(path):
             continue
         try:
             info = path.stat()
-        except FileNotFoundError:
+        except OSError:
             continue  # claimed or removed while scanning
-        if not tracker.is_stable(path, info.st_size, info.st_mtime, now):
-            continue
         candidate = Candidate(path, dirs.folder_priority(path), info.st_mtime, info.st_size)
         if path.name.endswith(JOB_SUFFIX):
             candidate.job_spec, candidate.spec_error = _read_job_spec(path)
             if candidate.job_spec:
                 candidate.priority = candidate.job_spec.get("priority", candidate.priority)
-        found.append(candidate)
-    # A dataset named by a job file in the inbox travels with that job, not as a job of its own.
-    referenced = {
-        (c.path.parent / c.job_spec["dataset"]).resolve() for c in found if c.job_spec is not None
-    }
-    return sorted((c for c in found if c.path.resolve() not in referenced), key=lambda c: c.order)
+                dataset = _dataset_of(path, candidate.job_spec)
+                if dataset.is_dir() and (_is_inbox_dataset(dirs, dataset) or dataset == dirs.inbox):
+                    candidate.job_spec = None
+                    candidate.spec_error = f"job file {path.name}: its dataset is a folder of the inbox; name a file"
+                else:
+                    referenced[dataset] = path
+        if tracker.is_stable(path, info.st_size, info.st_mtime, now):
+            stable.add(path)
+            found.append(candidate)
+    ready = []
+    for candidate in found:
+        if candidate.path in referenced:
+            continue
+        if candidate.job_spec is not None:
+            dataset = _dataset_of(candidate.path, candidate.job_spec)
+            if _is_inbox_dataset(dirs, dataset) and dataset not in stable:
+                continue  # its dataset is still arriving
+        ready.append(candidate)
+    return sorted(ready, key=lambda c: c.order)
 
 
 def _job_id(path: Path) -> str:
@@ -157,60 +194,87 @@ def _job_id(path: Path) -> str:
 
 
 def claim(dirs: QueueDirs, candidate: Candidate) -> JobRecord | None:
-    """Move the candidate into ``processing/<id>/`` and write its job record.
+    """Move the candidate into ``processing/<id>/`` with its job record.
 
-    The rename is the claim: if the file is gone (another claimer, or the producer removed it),
-    nothing is claimed and None is returned.
+    The record is written first and the rename is the claim: if the file is gone (the producer
+    removed it), the folder is removed and None is returned. Recovery treats a record whose
+    file is still in the inbox as a claim that never happened.
     """
     job_id = _job_id(candidate.path)
     folder = dirs.processing / job_id
     folder.mkdir(parents=True)
-    try:
-        os.rename(candidate.path, folder / candidate.path.name)
-    except FileNotFoundError:
-        folder.rmdir()
-        return None
     record = JobRecord(
         id=job_id,
-        source=str(candidate.path.relative_to(dirs.root)),
+        source=os.fsdecode(candidate.path.relative_to(dirs.root)),
         priority=candidate.priority,
         claimed_at=time.time(),
     )
+    move_along: Path | None = None
     if candidate.spec_error:
         record.error = candidate.spec_error
     elif candidate.job_spec is not None:
-        dataset = (candidate.path.parent / candidate.job_spec["dataset"]).resolve()
-        if dataset.is_relative_to(dirs.inbox.resolve()) and dataset.exists():
-            os.rename(dataset, folder / dataset.name)
-            dataset = folder / dataset.name
+        dataset = _dataset_of(candidate.path, candidate.job_spec)
+        if _is_inbox_dataset(dirs, dataset) and dataset.is_file() and is_job_input(dataset):
+            move_along, dataset = dataset, folder / dataset.name
         record.dataset = str(dataset)
         record.overrides = candidate.job_spec.get("overrides", {})
     else:
         record.dataset = str(folder / candidate.path.name)
     save_record(folder, record)
+    try:
+        os.rename(candidate.path, folder / candidate.path.name)
+    except FileNotFoundError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    if move_along is not None:
+        os.rename(move_along, folder / move_along.name)
     return record
 
 
 def recover_processing(dirs: QueueDirs) -> list[JobRecord]:
     """Jobs left in ``processing/`` by a daemon that stopped or died, oldest claim first.
 
-    A folder with a claimed file but no record (the daemon died between the rename and the
-    record write) gets its record rebuilt; an empty folder (died before the rename) is removed.
+    A record whose claimed file is still in the inbox is a claim that never happened: the folder
+    goes and the file stays queued. A claim interrupted between the job file and its dataset is
+    completed. A folder with a claimed file but no readable record gets its record rebuilt.
     """
     records = []
     for folder in sorted(p for p in dirs.processing.iterdir() if p.is_dir()):
-        record = load_record(folder) or _rebuild_record(folder)
+        record = load_record(folder)
+        if record is not None and not (folder / Path(record.source).name).exists():
+            if (dirs.root / record.source).exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+        if record is None:
+            record = _rebuild_record(folder)
         if record is None:
             if not any(folder.iterdir()):
                 folder.rmdir()
             continue
+        _finish_dataset_move(dirs, folder, record)
         records.append(record)
     return sorted(records, key=lambda r: r.claimed_at)
 
 
+def _finish_dataset_move(dirs: QueueDirs, folder: Path, record: JobRecord) -> None:
+    """A job file was claimed but the daemon died before its inbox dataset followed it."""
+    dataset = Path(record.dataset) if record.dataset else None
+    if dataset is None or dataset.exists() or dataset.parent != folder:
+        return
+    job_file = folder / Path(record.source).name
+    spec, _ = _read_job_spec(job_file) if job_file.name.endswith(JOB_SUFFIX) else (None, None)
+    if spec is None:
+        return
+    original = _dataset_of(dirs.root / record.source, spec)
+    if original.is_file():
+        os.rename(original, dataset)
+
+
 def _rebuild_record(folder: Path) -> JobRecord | None:
-    """The record of a claim whose record was never written, from the claimed file itself."""
-    inputs = sorted(p for p in folder.iterdir() if p.is_file() and is_job_input(p))
+    """The record of a claim whose record is missing or unreadable, from the claimed file."""
+    inputs = sorted(
+        p for p in folder.iterdir() if p.is_file() and is_job_input(p) and p.name not in DAEMON_FILES
+    )
     if not inputs:
         return None
     job_files = [p for p in inputs if p.name.endswith(JOB_SUFFIX)]

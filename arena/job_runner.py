@@ -14,6 +14,7 @@ import argparse
 import ctypes
 import fcntl
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,10 +25,9 @@ if __package__ in (None, ""):
     # sibling modules never shadow top-level packages or the standard library.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from arena.jobs import RUN_NAME, STATUS_FILE, load_record  # noqa: E402
+from arena.jobs import EVALUATION_FILE, RUN_NAME, STATUS_FILE, load_record  # noqa: E402
 from trainer.config import ConfigError, ConfigLoader  # noqa: E402
 
-EVALUATION_FILE = "evaluation.json"
 JOB_LOCK = ".job.lock"
 PR_SET_PDEATHSIG = 1
 
@@ -54,8 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--init-model", required=True, help="Model to continue training from.")
     parser.add_argument("--config", help="Base config file.")
+    parser.add_argument("--parent-pid", type=int, help="The daemon's pid: exit if it is already gone.")
     args = parser.parse_args(argv)
     die_with_parent()
+    if args.parent_pid is not None and os.getppid() != args.parent_pid:
+        print("error: the daemon that started this job is gone", file=sys.stderr)
+        return 128 + signal.SIGTERM  # counted as a stop, not a failure: the next daemon resumes it
     lock = hold_job_lock(args.job_dir)  # noqa: F841  (held until exit)
 
     from trainer.core.runner import EXIT_CONFIG, EXIT_OK, execute

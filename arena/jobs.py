@@ -15,7 +15,10 @@ LOG_FILE = "job.log"
 STATUS_FILE = "training_status.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
+EVALUATION_FILE = "evaluation.json"
 RUN_NAME = "run"
+# Files the daemon itself writes into a job folder: never mistaken for the job's dataset.
+DAEMON_FILES = {RECORD_FILE, STATUS_FILE, RESULT_FILE, EVALUATION_FILE}
 
 Outcome = Literal["done", "failed"]
 

@@ -5,6 +5,7 @@ Its JSON Schema is checked in at ``schemas/daemon_status.schema.json``.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.training_status import now_iso, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 DAEMON_SCHEMA_VERSION = 1
 
@@ -87,7 +90,10 @@ class DaemonStatusWriter:
         data.update(fields)
         data["timestamp"] = now_iso()
         self.status = DaemonStatus.model_validate(data)
-        write_json_atomic(self.path, self.status.model_dump(mode="json"))
+        try:
+            write_json_atomic(self.path, self.status.model_dump(mode="json"))
+        except OSError as exc:  # a full disk costs a status update, not the daemon
+            log.warning("could not write daemon status %s: %s", self.path, exc)
 
     def finished(self, job: RecentJob) -> None:
         s = self.status

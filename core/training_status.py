@@ -156,7 +156,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes it 0600; dashboards may run as another user
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
+            # ASCII escapes: file names that are not valid UTF-8 (surrogates) still serialize
+            json.dump(data, handle, indent=2, ensure_ascii=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -125,3 +125,12 @@ def test_core_does_not_import_trainer():
             continue
         text = path.read_text(encoding="utf-8")
         assert "from trainer" not in text and "import trainer" not in text, path.name
+
+
+def test_installed_console_script():
+    script = Path(sys.executable).parent / "trainer"
+    if not script.exists():
+        pytest.skip("the package is not installed in this interpreter's environment (pip install -e .)")
+    result = subprocess.run([str(script), "--print-config", "--lr", "0.5"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["hyperparams"]["learning_rate"] == 0.5

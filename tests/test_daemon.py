@@ -222,3 +222,33 @@ def test_job_that_keeps_crashing_is_quarantined(tmp_path, builtin_cache, tiny_mo
         assert daemon.proc.poll() is None  # the daemon is still up
     finally:
         daemon.stop()
+
+
+def test_stop_mid_job_checkpoints_and_the_next_start_continues(tmp_path, builtin_cache):
+    # max_attempts 1: the attempt --stop interrupted must not count as a failed one
+    daemon = Daemon(tmp_path, builtin_cache, **{"hyperparams.max_steps": 60, "daemon.max_attempts": 1})
+    try:
+        daemon.drop("long.jsonl", rows(200))
+        daemon.start()
+
+        def training() -> bool:
+            job = daemon.status().get("current_job") or {}
+            return (job.get("current_step") or 0) >= 6
+
+        daemon.wait(training)
+        assert daemon.status()["state"] == "training"
+        assert daemon.control("--stop").returncode == 0
+        assert daemon.proc.wait(timeout=60) == 0
+        job = daemon.jobs("processing")[0]
+        record = json.loads((job / "job.json").read_text())
+        assert record["attempts"][0]["exit_code"] == 128 + signal.SIGTERM and record["attempts"][0]["error"] is None
+        assert list((job / "run").glob("checkpoint-*/trainer_state.json"))
+        assert json.loads((job / "training_status.json").read_text())["phase"] == "stopped"
+
+        daemon.start()
+        daemon.wait(lambda: len(daemon.jobs("done")) == 1, timeout=300)
+        record = json.loads((daemon.jobs("done")[0] / "job.json").read_text())
+        assert [a["exit_code"] for a in record["attempts"]] == [128 + signal.SIGTERM, 0]
+        assert "resuming from" in (daemon.jobs("done")[0] / "job.log").read_text()
+    finally:
+        daemon.stop()

@@ -209,3 +209,73 @@ def test_pause_flag(tmp_path):
     assert control.is_paused(tmp_path)
     control.set_paused(tmp_path, False)
     assert not control.is_paused(tmp_path)
+
+
+def test_dataset_arriving_before_its_job_file_waits_for_it(dirs):
+    tracker = StabilityTracker(stable_seconds=2)
+    drop(dirs.inbox / "data.jsonl")
+    assert scan_inbox(dirs, tracker, now=100.0) == []
+    drop(dirs.inbox / "run.job.json", json.dumps({"dataset": "data.jsonl"}))
+    assert scan_inbox(dirs, tracker, now=100.5) == []
+    # the dataset is stable, the job file not yet: the dataset must not run on its own
+    assert scan_inbox(dirs, tracker, now=102.0) == []
+    assert [c.path.name for c in scan_inbox(dirs, tracker, now=102.6)] == ["run.job.json"]
+
+
+def test_job_file_waits_while_its_dataset_is_still_a_part_file(dirs):
+    drop(dirs.inbox / "run.job.json", json.dumps({"dataset": "data.jsonl"}))
+    drop(dirs.inbox / "data.jsonl.part")
+    assert settled(dirs) == []
+    (dirs.inbox / "data.jsonl.part").rename(dirs.inbox / "data.jsonl")
+    assert [c.path.name for c in settled(dirs)] == ["run.job.json"]
+
+
+@pytest.mark.parametrize("dataset", [".", "high", ""])
+def test_job_file_cannot_take_the_inbox_or_a_folder_of_it(dirs, dataset):
+    drop(dirs.inbox / "normal" / "other.jsonl")
+    drop(dirs.inbox / "greedy.job.json", json.dumps({"dataset": dataset}))
+    candidates = settled(dirs)
+    greedy = next(c for c in candidates if c.path.name == "greedy.job.json")
+    record = claim(dirs, greedy)
+    assert record.error is not None and record.dataset is None
+    assert (dirs.inbox / "normal" / "other.jsonl").is_file()  # untouched, still queued
+
+
+def test_record_of_a_claim_that_never_happened_is_dropped(dirs):
+    drop(dirs.inbox / "a.jsonl")
+    record = claim(dirs, settled(dirs)[0])
+    folder = dirs.processing / record.id
+    (folder / "a.jsonl").rename(dirs.inbox / "a.jsonl")  # as if the daemon died before the rename
+    assert recover_processing(dirs) == []
+    assert not folder.exists() and (dirs.inbox / "a.jsonl").is_file()
+
+
+def test_claim_interrupted_between_job_file_and_dataset_is_completed(dirs):
+    drop(dirs.inbox / "set.jsonl")
+    drop(dirs.inbox / "run.job.json", json.dumps({"dataset": "set.jsonl"}))
+    record = claim(dirs, settled(dirs)[0])
+    folder = dirs.processing / record.id
+    (folder / "set.jsonl").rename(dirs.inbox / "set.jsonl")  # died before the second rename
+    assert [r.id for r in recover_processing(dirs)] == [record.id]
+    assert (folder / "set.jsonl").is_file() and not (dirs.inbox / "set.jsonl").exists()
+
+
+def test_exit_code_above_128_that_is_no_signal():
+    assert describe_exit(255) == "the training process crashed (exit code 255)"
+
+
+def test_diverged_candidate_is_never_promoted():
+    hero = EvalMetrics(n=4, format_rate=0.0, accuracy=None, eval_loss=2.0)
+    nan = EvalMetrics(n=4, format_rate=0.0, accuracy=None, eval_loss=float("nan"))
+    assert decide(nan, hero, TOL) == (False, ["eval loss is nan (training diverged)"])
+
+
+def test_versions_never_collide_and_a_damaged_pointer_falls_back(tmp_path):
+    store = HeroStore(tmp_path / "hero", keep_rejected=0)
+    (tmp_path / "hero" / "versions" / "v0003").mkdir(parents=True)  # moved, pointer never written
+    (tmp_path / "cand").mkdir()
+    assert store.promote(tmp_path / "cand", EvalMetrics(), "j").version == 4
+    store.pointer_file.write_text("{torn")
+    assert store.current().version == 4
+    (tmp_path / "hero" / "history.jsonl").write_text('{"job_id": "a", "promoted": true}\n{"job_i')
+    assert store.recent() == [{"job_id": "a", "promoted": True}]

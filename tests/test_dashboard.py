@@ -273,3 +273,25 @@ def test_page_in_a_real_browser_during_a_real_run(tmp_path, builtin_cache):
         run.wait(timeout=120)
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_nan_and_torn_utf8_keep_the_page_working(server, files, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_status(files, run, loss=float("nan"))
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": NaN}\n')
+    preview = json.dumps({"step": 1, "model_output": "🤔🤔🤔🤔 hm"}, ensure_ascii=False).encode()
+    (run / "previews.jsonl").write_bytes(preview + b"\n" + preview[:20])  # cut inside an emoji
+    training = json.loads(get(server, "/api/training")[2])
+    assert training["loss"] is None
+    assert json.loads(get(server, "/api/metrics")[2]) == [{"step": 1, "loss": None, "learning_rate": None, "grad_norm": None, "tokens_per_sec": None, "epoch": None}]
+    assert [p["model_output"] for p in json.loads(get(server, "/api/previews")[2])] == ["🤔🤔🤔🤔 hm"]
+    files.training_status.write_bytes('{"phase": "🤔'.encode()[:-1])
+    assert json.loads(get(server, "/api/training")[2])["waiting"] == f"{files.training_status} is being written"
+
+
+def test_odd_field_types_do_not_break_the_snapshot(server, files):
+    files.training_status.write_text(json.dumps({"phase": "training", "timestamp": 5, "heartbeat_interval_s": "x", "run_dir": 3}))
+    training = json.loads(get(server, "/api/training")[2])
+    assert training["stale"] is False and training["age_seconds"] is None
+    assert json.loads(get(server, "/api/metrics")[2]) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,27 @@ def api_routes(sources: Sources) -> dict[str, Callable[[], Any]]:
     }
 
 
+def finite(value: Any) -> Any:
+    """NaN and infinities become null: browsers' JSON.parse rejects them, and a diverged run
+    (loss NaN) is exactly when the page must keep working."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def api_body(read: Callable[[], Any]) -> bytes:
+    try:
+        data = read()
+    except Exception as exc:  # noqa: BLE001 (a file in an odd state must not break the page)
+        log.exception("dashboard route failed")
+        data = {"waiting": f"cannot read the status right now: {exc}"}
+    return json.dumps(finite(data), ensure_ascii=False, allow_nan=False).encode()
+
+
 def make_handler(sources: Sources) -> type[BaseHTTPRequestHandler]:
     api = api_routes(sources)
 
@@ -45,7 +67,7 @@ def make_handler(sources: Sources) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path in api:
-                self._send(HTTPStatus.OK, json.dumps(api[path](), ensure_ascii=False).encode(), "application/json")
+                self._send(HTTPStatus.OK, api_body(api[path]), "application/json")
             elif path in ASSETS:
                 name, kind = ASSETS[path]
                 self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), kind)

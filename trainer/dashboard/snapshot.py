@@ -24,6 +24,8 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"{path} does not exist yet"
     except OSError as exc:
         return None, f"{path} cannot be read: {exc.strerror}"
+    except UnicodeDecodeError:
+        return None, f"{path} is being written"  # cut inside a multi-byte character
     if not text.strip():
         return None, f"{path} is empty"
     try:
@@ -38,8 +40,9 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, str]:
 def read_jsonl(path: Path, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
     """Records of a JSON-lines file; a torn last line (being appended) is skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, OSError):
+        # "replace": a line cut inside a multi-byte character (🤔) is then just a torn line
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError:
         return []
     records = []
     for line in lines:
@@ -55,8 +58,8 @@ def read_jsonl(path: Path, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
     return records
 
 
-def age_seconds(timestamp: str | None) -> float | None:
-    if not timestamp:
+def age_seconds(timestamp: Any) -> float | None:
+    if not isinstance(timestamp, str) or not timestamp:
         return None
     try:
         then = datetime.fromisoformat(timestamp)
@@ -65,6 +68,13 @@ def age_seconds(timestamp: str | None) -> float | None:
     if then.tzinfo is None:
         then = then.replace(tzinfo=timezone.utc)
     return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+def is_stale(age: float | None, data: dict[str, Any]) -> bool:
+    """No write for three heartbeats (and a grace period): the writing process is likely gone."""
+    interval = data.get("heartbeat_interval_s")
+    interval = float(interval) if isinstance(interval, (int, float)) else 10.0
+    return age is not None and age > 3 * interval + 5
 
 
 @dataclass(frozen=True)
@@ -80,16 +90,15 @@ class Sources:
         if data is None:
             return {"waiting": why}
         age = age_seconds(data.get("timestamp"))
-        interval = float(data.get("heartbeat_interval_s") or 10)
-        data["stale"] = data.get("state") != "stopped" and age is not None and age > 3 * interval + 5
+        data["stale"] = data.get("state") != "stopped" and is_stale(age, data)
         data["age_seconds"] = age
         return data
 
     def training_file(self) -> Path:
         """The daemon's running job if there is one, else the configured training status."""
         daemon, _ = read_json(self.daemon_status)
-        job = (daemon or {}).get("current_job") or {}
-        if daemon and daemon.get("state") != "stopped" and job.get("status_file"):
+        job = (daemon or {}).get("current_job")
+        if isinstance(job, dict) and daemon.get("state") != "stopped" and isinstance(job.get("status_file"), str):
             return Path(job["status_file"])
         return self.training_status
 
@@ -99,8 +108,7 @@ class Sources:
         if data is None:
             return {"waiting": why, "file": str(path)}
         age = age_seconds(data.get("timestamp"))
-        interval = float(data.get("heartbeat_interval_s") or 10)
-        data["stale"] = data.get("phase") not in TERMINAL_PHASES and age is not None and age > 3 * interval + 5
+        data["stale"] = data.get("phase") not in TERMINAL_PHASES and is_stale(age, data)
         data["age_seconds"] = age
         data["file"] = str(path)
         return data
@@ -108,7 +116,7 @@ class Sources:
     def _run_file(self, name: str) -> Path | None:
         data, _ = read_json(self.training_file())
         run_dir = (data or {}).get("run_dir")
-        return Path(run_dir) / name if run_dir else None
+        return Path(run_dir) / name if isinstance(run_dir, str) and run_dir else None
 
     def metrics(self) -> list[dict[str, Any]]:
         path = self._run_file("metrics.jsonl")

@@ -39,7 +39,7 @@ function renderTraining(s) {
   text("phase", s.phase);
   $("phase").className = "badge" + (s.phase === "failed" ? " bad" : s.phase === "completed" ? " ok" : "");
   $("stale").hidden = !s.stale;
-  text("model", s.model_name + (s.profile ? " · profile " + s.profile : ""));
+  text("model", [s.model_name, s.profile ? "profile " + s.profile : ""].filter(Boolean).join(" · "));
   $("progress").value = s.progress || 0;
   text("step", (s.current_step ?? 0) + " / " + (s.total_steps ?? 0));
   text("eta", duration(s.eta_seconds));
@@ -85,9 +85,9 @@ function renderPreviews(previews) {
   const body = $("previews").tBodies[0];
   body.replaceChildren(...previews.slice(-8).reverse().map((p) =>
     el("tr", { className: "preview" }, [
-      el("td", { textContent: String(p.step) }),
-      el("td", {}, [el("pre", { textContent: p.prompt })]),
-      el("td", {}, [el("pre", { className: "output", textContent: p.model_output })]),
+      el("td", { textContent: String(p.step ?? "") }),
+      el("td", {}, [el("pre", { textContent: p.prompt ?? "" })]),
+      el("td", {}, [el("pre", { className: "output", textContent: p.model_output ?? "" })]),
       el("td", {}, [el("pre", { textContent: p.golden ?? "" })]),
       el("td", {}, [mark(p.format_ok)]),
       el("td", {}, [mark(p.matches)]),
