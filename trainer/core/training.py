@@ -73,25 +73,25 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
     end_tokens = [t for t in {s.end_token, s.tokenizer.eos_token, s.tokenizer.pad_token} if t]
     backend = PreviewBackend(s.tokenizer, s.profile, probes, config.inference, s.template, stops, end_tokens)
-    previews = JsonlLog(s.run_dir / PREVIEWS_FILE, enabled=s.writer.enabled)
+    previews = JsonlLog(s.run_dir / PREVIEWS_FILE, enabled=writer.enabled)
+    metrics_log = JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled)
     pace = Pace()
-    stopper = s.stopper
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
     callbacks = [
-        StatusCallback(writer, JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled), pace),
+        StatusCallback(writer, metrics_log, pace),
         ConsoleProgressCallback(pace, s.console),
         preview_cb,
-        stopper,
+        s.stopper,
     ]
     trainer = build_sft_trainer(config, model, s.tokenizer, s.data.train, s.run_dir, device, callbacks)
     resume = _resume_from(s)
     if resume is not None:
         step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]
-        for log in (previews, callbacks[0].metrics):
+        for log in (previews, metrics_log):
             log.keep_steps_up_to(step)
     writer.set_phase("training")
     trainer.train(resume_from_checkpoint=resume)
-    if stopper.received is not None:
+    if s.stopper.received is not None:
         checkpoint = find_resumable_checkpoint(s.run_dir)
         stop_if_asked(s, str(checkpoint) if checkpoint else None)
 
