@@ -244,3 +244,15 @@ def test_concurrent_store_of_the_same_key_is_not_an_error(tmp_path):
     cache.store("k", data, {"report": {}})
     cache.store("k", data, {"report": {}})  # a second process that prepared the same data
     assert cache.load("k")[0]["input_ids"] == [[1, 2]]
+
+
+def test_other_ranks_write_no_report(tmp_path, tiny_tokenizer):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(gsm_rows(10)) + "\n")
+    eos = {tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    data = prepare_data(
+        config_for(tmp_path, [str(path)]), tiny_tokenizer, get_profile("regime3"), CHATML_TEMPLATE, eos,
+        tmp_path / "run", write_outputs=False,
+    )
+    assert data.report.rows_used == 8
+    assert not (tmp_path / "run").exists()

@@ -143,10 +143,11 @@ class TrainerEngine:
                 ]
             )
         s.run_dir.mkdir(parents=True, exist_ok=True)
-        (s.run_dir / RESOLVED_CONFIG_FILE).write_text(
-            json.dumps({"config": s.config.model_dump(mode="json"), "sources": sources}, indent=2, ensure_ascii=False),
-            "utf-8",
-        )
+        if s.writer.enabled:  # rank 0 only
+            (s.run_dir / RESOLVED_CONFIG_FILE).write_text(
+                json.dumps({"config": s.config.model_dump(mode="json"), "sources": sources}, indent=2, ensure_ascii=False),
+                "utf-8",
+            )
         s.writer.set_phase("preparing_data")
         folder = self._prepare(s)
         stop_if_asked(s)
@@ -177,7 +178,9 @@ class TrainerEngine:
         s.tokenizer.chat_template = s.template
         s.end_token = end_of_turn_token(s.template, s.tokenizer) or s.tokenizer.eos_token
         s.eos_ids = {s.tokenizer.convert_tokens_to_ids(s.end_token), s.tokenizer.eos_token_id}
-        s.data = prepare_data(s.config, s.tokenizer, s.profile, s.template, s.eos_ids, s.run_dir)
+        s.data = prepare_data(
+            s.config, s.tokenizer, s.profile, s.template, s.eos_ids, s.run_dir, write_outputs=s.writer.enabled
+        )
         report = s.data.report
         s.writer.update(
             data=DataSummary(

@@ -229,8 +229,10 @@ def prepare_data(
     chat_template: str | None,
     eos_ids: set[int],
     run_dir: Path,
+    write_outputs: bool = True,
 ) -> PreparedData:
-    """Prepare (or load from cache) the training data and write the report and rejects.
+    """Prepare (or load from cache) the training data and write the report and rejects
+    (``write_outputs``: False on ranks other than 0, which prepare the same data).
 
     Raises:
         DataError: too many rows rejected, no row left, or over-long rows with policy 'error'.
@@ -258,7 +260,10 @@ def prepare_data(
         report.cache_key = key
         meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects}
         cache.store(key, train, meta)
-    _write_outputs(run_dir, report, rejects)
+    if write_outputs:
+        _write_outputs(run_dir, report, rejects)
+    else:
+        report.rejects_file = str(run_dir / REJECTS_FILE)
     _enforce_threshold(report, config.data.max_reject_fraction)
     return PreparedData(train, probes, report)
 
