@@ -22,17 +22,14 @@ if __package__ in (None, ""):
 
 from trainer.config import SHORT_FLAGS, ConfigError, ConfigLoader, TrainerConfig  # noqa: E402
 from trainer.config.loader import default_config_path, flag_dest  # noqa: E402
-from trainer.config.schema import TrainerConfig as _Schema  # noqa: E402
+from trainer.config.errors import section_at  # noqa: E402
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def _field_doc(path: str) -> str:
-    model: type = _Schema
     *sections, leaf = path.split(".")
-    for name in sections:
-        model = model.model_fields[name].annotation
-    return model.model_fields[leaf].description or ""
+    return section_at(TrainerConfig, sections).model_fields[leaf].description or ""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import time
 from typing import Any, TextIO
 
 from trainer.dashboard.snapshot import Sources
+from trainer.monitoring.formatting import format_duration
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -25,14 +26,6 @@ def bar(fraction: float, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def _num(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "–"
 
@@ -44,7 +37,7 @@ def training_lines(s: dict[str, Any], metrics: list[dict[str, Any]], previews: l
         f"run {s.get('run_name')}  phase {s.get('phase')}{'  (no heartbeat!)' if s.get('stale') else ''}  "
         f"model {s.get('model_name')}  profile {s.get('profile')}",
         f"{bar(s.get('progress') or 0)} step {s.get('current_step')}/{s.get('total_steps')}  "
-        f"ETA {_duration(s.get('eta_seconds'))}",
+        f"ETA {format_duration(s.get('eta_seconds'))}",
         f"loss {_num(s.get('loss'), '.4f')}  lr {_num(s.get('learning_rate'), '.2e')}  "
         f"tokens/s {_num(s.get('tokens_per_sec'), '.0f')}  format ok {_num(s.get('format_ok_percent'), '.0f')}%  "
         f"accuracy {_num(s.get('accuracy_percent'), '.0f')}%",

@@ -15,14 +15,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core.training_status import Checkpoint, JsonlLog, TrainingStatusWriter, now_iso
+from trainer.monitoring.formatting import format_duration
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
-
-
-def format_duration(seconds: float) -> str:
-    """``M:SS`` under an hour, ``H:MM:SS`` beyond."""
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 class Pace:
@@ -122,7 +116,7 @@ class ConsoleProgressCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         eta = self.pace.eta(state.global_step, state.max_steps)
-        eta_text = "?" if eta is None else format_duration(eta)
+        eta_text = format_duration(eta)
         pct = 100 * state.global_step / state.max_steps if state.max_steps else 0
         print(
             f"step {state.global_step:>5}/{state.max_steps} ({pct:3.0f}%)  loss {logs['loss']:.4f}  "
