@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -48,6 +49,24 @@ COARSE_STATUS: dict[str, CoarseStatus] = {
     "failed": "crashed",
     "stopped": "idle",
 }
+
+
+def without_nonfinite(value: Any, found: list[str] | None = None, path: str = "") -> Any:
+    """``value`` with every NaN / Inf float replaced by None (their dotted paths go to ``found``).
+
+    JSON has no NaN: Python writes a bare ``NaN`` token that browsers' ``JSON.parse`` rejects, and
+    dashboards that coerce a missing number show 0. A non-finite figure is "no value" here; the
+    run's failure (``trainer.core.divergence``) says what went wrong.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        if found is not None:
+            found.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: without_nonfinite(v, found, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nonfinite(v, found, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def now_iso() -> str:
@@ -187,7 +206,7 @@ class TrainingStatusWriter:
         """Set fields (validated) and rewrite the file."""
         with self._lock:
             data = self.status.model_dump()
-            data.update(fields)
+            data.update(without_nonfinite(fields))
             data["status"] = COARSE_STATUS[data["phase"]]
             data["timestamp"] = now_iso()
             self.status = TrainingStatus.model_validate(data)
@@ -217,8 +236,9 @@ class TrainingStatusWriter:
             format_ok_percent=100.0 * format_ok / evals,
         )
 
-    def fail(self, error: BaseException, traceback_text: str, tail_lines: int = 30) -> None:
-        tail = "\n".join(traceback_text.rstrip().splitlines()[-tail_lines:])
+    def fail(self, error: BaseException, traceback_text: str | None, tail_lines: int = 30) -> None:
+        """Phase failed with the error; ``traceback_text`` None for failures that are no bug."""
+        tail = "\n".join(traceback_text.rstrip().splitlines()[-tail_lines:]) if traceback_text else None
         self.update(
             phase="failed", error_type=type(error).__name__, error_message=str(error), error_traceback=tail
         )
@@ -301,7 +321,11 @@ class JsonlLog:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"time": now_iso(), **record}, ensure_ascii=False)
+        nonfinite: list[str] = []
+        record = without_nonfinite(record, nonfinite)
+        if nonfinite:  # null alone would read as "not measured"; say it was NaN / Inf
+            record["nonfinite"] = nonfinite
+        line = json.dumps({"time": now_iso(), **record}, ensure_ascii=False, allow_nan=False)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
             handle.flush()

@@ -12,70 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from jobkit import BUNDLED, CLI, REPO, SCHEMA, cli, job_values, load_weights, wait_for, write_config
 from trainer.config import create_default_config
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = REPO / "trainer" / "cli_main.py"
-BUNDLED = REPO / "data" / "arithmetic_train.jsonl"
-SCHEMA = REPO / "schemas" / "training_status.schema.json"
-
 pytestmark = pytest.mark.slow
-
-
-def job_values(tmp_path: Path, builtin_cache: Path, **overrides) -> dict:
-    data = tmp_path / "train.jsonl"
-    if not data.exists():
-        data.write_text("\n".join(BUNDLED.read_text().splitlines()[:300]) + "\n")
-    return {
-        "system.base_dir": str(tmp_path),
-        "system.status_file": str(tmp_path / "status.json"),
-        "model.builtin_cache": str(builtin_cache),
-        "data.dataset_path": [str(data)],
-        "data.holdout_size": 4,
-        "data.cache_dir": str(tmp_path / "cache"),
-        "hyperparams.batch_size": 8,
-        "hyperparams.learning_rate": 3e-3,
-        "hyperparams.max_steps": 12,
-        "hyperparams.warmup_steps": 2,
-        "hyperparams.logging_steps": 2,
-        "inference.preview_every_steps": 6,
-        "inference.num_probes": 4,
-        "inference.max_new_tokens": 24,
-        "output.output_dir": str(tmp_path / "outputs"),
-        "output.run_name": "run",
-        "output.save_steps": 6,
-        **overrides,
-    }
-
-
-def write_config(tmp_path: Path, values: dict) -> Path:
-    nested: dict = {}
-    for path, value in values.items():
-        node = nested
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    path = tmp_path / "job.json"
-    path.write_text(json.dumps(nested))
-    return path
-
-
-def cli(config: Path, *args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(CLI), "--config", str(config), *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **popen,
-    )
-
-
-def load_weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
 
 
 def test_end_to_end_run_with_the_seed_api(tmp_path, builtin_cache, tiny_model_dir):
@@ -162,17 +102,6 @@ def test_end_to_end_run_with_the_seed_api(tmp_path, builtin_cache, tiny_model_di
     assert out.shape[1] > ids["input_ids"].shape[1]
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, builtin_cache):
     import torch
 
@@ -193,7 +122,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, builtin_cache):
     config_file = write_config(tmp_path, values)
     run = tmp_path / "outputs" / "killed"
     proc = cli(config_file)
-    _wait_for(lambda: is_complete_checkpoint(run / "checkpoint-8"), proc)
+    wait_for(lambda: is_complete_checkpoint(run / "checkpoint-8"), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (run / "model").exists()
@@ -229,7 +158,7 @@ def test_sigterm_saves_checkpoint_and_stops(tmp_path, builtin_cache):
             return False
 
     proc = cli(config_file)
-    _wait_for(training_started, proc)
+    wait_for(training_started, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM

@@ -324,6 +324,28 @@ class DaemonSection(Section):
     )
 
 
+class GuardSection(Section):
+    """What happens when training goes wrong numerically (``trainer.core.divergence``)."""
+
+    on_nonfinite: Literal["fail", "skip"] = Field(
+        "fail",
+        description="A step whose loss or gradient norm is NaN/Inf: 'fail' ends the run in phase "
+        "failed (the bad step is never applied); 'skip' drops that step's update and goes on.",
+    )
+    max_skipped_steps: int = Field(
+        10, ge=0, description="With on_nonfinite 'skip': fail once more steps than this were skipped."
+    )
+    loss_spike_factor: float | None = Field(
+        None,
+        gt=1,
+        description="Treat a step whose loss exceeds this many times its recent mean like a "
+        "non-finite one (skip or fail per on_nonfinite); unset: off.",
+    )
+    spike_window: int = Field(
+        20, ge=1, description="Steps in the recent mean that loss_spike_factor compares against."
+    )
+
+
 class TrainerConfig(Section):
     """A whole fine-tuning job."""
 
@@ -341,6 +363,9 @@ class TrainerConfig(Section):
     debug: DebugSection = Field(default_factory=DebugSection, description="Diagnostics.")
     daemon: DaemonSection = Field(
         default_factory=DaemonSection, description="The training daemon (arena/hero_loop.py)."
+    )
+    guard: GuardSection = Field(
+        default_factory=GuardSection, description="Divergence: non-finite loss, gradients, weights."
     )
 
     def resolve_path(self, path: str | Path) -> Path:

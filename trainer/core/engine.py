@@ -24,7 +24,9 @@ from trainer.config.schema import TrainerConfig
 from trainer.config.errors import ConfigError
 from trainer.core.checkpoints import checkpoints, resolve_run_dir
 from trainer.data.prepare import PreparedData, Probe, prepare_data
+from trainer.core.divergence import TrainingDiverged
 from trainer.monitoring.callbacks import StopOnSignalCallback
+from trainer.monitoring.formatting import format_number
 from trainer.profiles import DataProfile, get_profile
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,9 @@ class TrainerEngine:
             return self._run(session, sources or {})
         except JobStopped:
             raise
+        except TrainingDiverged as exc:  # a failed run, but no bug: the message says it all
+            writer.fail(exc, None)
+            raise
         except BaseException as exc:
             writer.fail(exc, traceback.format_exc())
             raise
@@ -223,7 +228,8 @@ def probes_for(config: TrainerConfig, profile: DataProfile, data: PreparedData) 
 def format_summary(result: JobResult) -> str:
     m = result.final_metrics
     lines = [
-        f"loss: {m.get('loss_start', float('nan')):.4f} at start -> {m.get('loss_end', float('nan')):.4f} at end",
+        f"loss: {format_number(m.get('loss_start'))} at start -> {format_number(m.get('loss_end'))} at end "
+        "(last step)",
         f"held-out probes: {m.get('probes_format_ok', 0)}/{m.get('probes', 0)} follow the format, "
         f"{m.get('probes_correct', 0)}/{m.get('probes', 0)} answers right",
         f"model saved to {result.model_path}",

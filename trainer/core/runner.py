@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from trainer.core.engine import JobResult, TrainerEngine
 
 # 1 is left to Python itself: an unexpected exception (a bug) exits 1 with its traceback.
-EXIT_OK, EXIT_CONFIG, EXIT_DATA = 0, 2, 3
+# EXIT_DIVERGED: the loss, gradient norm or weights went non-finite; the run failed and no final
+# model was saved (the same settings diverge the same way again, so retrying does not help).
+EXIT_OK, EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED = 0, 2, 3, 4
 
 
 def execute(
@@ -27,6 +29,7 @@ def execute(
     problems = check_config(config)
     if problems:
         raise ConfigError(problems)
+    from trainer.core.divergence import TrainingDiverged
     from trainer.core.engine import JobStopped, TrainerEngine
     from trainer.data.prepare import DataError
 
@@ -35,6 +38,9 @@ def execute(
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA, None
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED, None
     except JobStopped as exc:
         print(f"stopped: {exc}; run again with --resume auto to continue", file=sys.stderr)
         return 128 + exc.signum, None

@@ -37,6 +37,9 @@ def sft_arguments(config: TrainerConfig, run_dir: Path, device: str) -> Any:
         activation_checkpointing=hp.gradient_checkpointing,
         logging_steps=hp.logging_steps,
         logging_first_step=True,  # the loss before any update, for the start/end summary
+        # transformers' filter hides a NaN/Inf step inside the logged average (a diverged run
+        # then logs loss 0.0); the logs must show it, and trainer.core.divergence acts on it.
+        logging_nan_inf_filter=False,
         save_strategy="steps",
         save_steps=config.output.save_steps,
         save_total_limit=config.output.save_total_limit,
@@ -66,7 +69,9 @@ def build_sft_trainer(
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
-    trainer = SFTTrainer(
+    from trainer.core.divergence import guarded
+
+    trainer = guarded(SFTTrainer)(
         model=model,
         args=sft_arguments(config, run_dir, device),
         train_dataset=train_dataset,

@@ -18,6 +18,13 @@ from trainer.core.engine import (
     probes_for,
     stop_if_asked,
 )
+from trainer.core.divergence import (
+    Divergence,
+    DivergenceGuard,
+    TrainingDiverged,
+    advice,
+    nonfinite_parameters,
+)
 from trainer.core.sft import build_sft_trainer
 from trainer.monitoring.callbacks import (
     ConsoleProgressCallback,
@@ -45,9 +52,38 @@ def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def _loss_history(trainer: Any) -> tuple[float | None, float | None]:
+def _loss_history(trainer: Any, guard: DivergenceGuard) -> tuple[float | None, float | None]:
+    """The loss at the first step (from the log history, which a resume restores) and at the
+    last step (the guard sees every step; the log only every ``logging_steps``)."""
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return (losses[0], losses[-1]) if losses else (None, None)
+    start = losses[0] if losses else guard.first_step_loss
+    end = guard.last_step_loss if guard.last_step_loss is not None else (losses[-1] if losses else None)
+    return start, end
+
+
+def _raise_if_diverged(s: _Session, guard: DivergenceGuard, model: Any, step: int) -> None:
+    """A non-finite step, or non-finite weights now: record the failure and raise."""
+    failure = guard.failure
+    if failure is None:
+        bad = nonfinite_parameters(model)
+        if bad:
+            failure = Divergence(step, f"the weights became non-finite ({', '.join(bad)})")
+    if failure is None:
+        return
+    checkpoint = find_resumable_checkpoint(s.run_dir)  # every saved checkpoint was checked finite
+    error = TrainingDiverged(failure.step, failure.what, str(checkpoint) if checkpoint else None, advice(s.config))
+    if s.writer.enabled:
+        result = {
+            "status": "failed",
+            "error_type": type(error).__name__,
+            "error_message": str(error),
+            "run_dir": str(s.run_dir),
+            "model_path": None,
+            "last_good_checkpoint": error.last_checkpoint,
+            "diverged_at_step": failure.step,
+        }
+        (s.run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2), "utf-8")
+    raise error
 
 
 def _resume_from(s: _Session) -> str | None:
@@ -77,7 +113,9 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     metrics_log = JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled)
     pace = Pace()
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
+    guard = DivergenceGuard(config.guard, check_gradients=config.model.precision != "float16")
     callbacks = [
+        guard,  # first: a diverged step is judged before anything records or saves it
         StatusCallback(writer, metrics_log, pace),
         ConsoleProgressCallback(pace, s.console),
         preview_cb,
@@ -96,6 +134,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         stop_if_asked(s, str(checkpoint) if checkpoint else None)
 
     step = trainer.state.global_step
+    _raise_if_diverged(s, guard, model, step)
     writer.set_phase("evaluating")
     summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes))
     preview_cb.record(summary)
@@ -106,7 +145,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     s.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
     model.generation_config.save_pretrained(str(model_path))
 
-    loss_start, loss_end = _loss_history(trainer)
+    loss_start, loss_end = _loss_history(trainer, guard)
     metrics = {
         "loss_start": loss_start,
         "loss_end": loss_end,
@@ -115,6 +154,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         "probes_format_ok": summary.format_ok,
         "probes_correct": summary.correct,
         "train_runtime_s": round(pace.elapsed(), 1),
+        "skipped_steps": guard.skipped_steps,
     }
     result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json(), probes=probes)
     if writer.enabled:

@@ -15,7 +15,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core.training_status import Checkpoint, JsonlLog, TrainingStatusWriter, now_iso
-from trainer.monitoring.formatting import format_duration
+from trainer.monitoring.formatting import format_duration, format_number
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
 
 
@@ -58,7 +58,6 @@ class StatusCallback(TrainerCallback):
         self.writer = writer
         self.metrics = metrics
         self.pace = pace
-        self.first_loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.pace.begin(state.global_step)
@@ -78,8 +77,6 @@ class StatusCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         loss = float(logs["loss"])
-        if self.first_loss is None:
-            self.first_loss = loss
         eta = self.pace.eta(state.global_step, state.max_steps)
         rate = self.pace.tokens_per_sec(logs.get("num_tokens"))
         self.writer.update(
@@ -119,8 +116,8 @@ class ConsoleProgressCallback(TrainerCallback):
         eta_text = format_duration(eta)
         pct = 100 * state.global_step / state.max_steps if state.max_steps else 0
         print(
-            f"step {state.global_step:>5}/{state.max_steps} ({pct:3.0f}%)  loss {logs['loss']:.4f}  "
-            f"lr {logs.get('learning_rate', 0):.2e}  ETA {eta_text}",
+            f"step {state.global_step:>5}/{state.max_steps} ({pct:3.0f}%)  loss {format_number(logs['loss'])}  "
+            f"lr {format_number(logs.get('learning_rate'), '.2e')}  ETA {eta_text}",
             file=self.stream,
             flush=True,
         )

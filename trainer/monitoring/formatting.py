@@ -5,6 +5,7 @@ No heavy imports here: the terminal view uses it without transformers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -15,3 +16,12 @@ def format_duration(seconds: Any) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def format_number(value: Any, spec: str = ".4f") -> str:
+    """A figure for people: ``n/a`` when there is none, ``nan`` / ``inf`` as such, never 0."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return format(value, spec)

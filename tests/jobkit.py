@@ -1,0 +1,83 @@
+"""Helpers for tests that run real jobs on the tiny model: a small job config, the CLI as a child
+process, waiting on a running one. Imported by the end-to-end test modules (tests/ is on the path)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = REPO / "trainer" / "cli_main.py"
+BUNDLED = REPO / "data" / "arithmetic_train.jsonl"
+SCHEMA = REPO / "schemas" / "training_status.schema.json"
+
+
+def job_values(tmp_path: Path, builtin_cache: Path, **overrides) -> dict:
+    data = tmp_path / "train.jsonl"
+    if not data.exists():
+        data.write_text("\n".join(BUNDLED.read_text().splitlines()[:300]) + "\n")
+    return {
+        "system.base_dir": str(tmp_path),
+        "system.status_file": str(tmp_path / "status.json"),
+        "model.builtin_cache": str(builtin_cache),
+        "data.dataset_path": [str(data)],
+        "data.holdout_size": 4,
+        "data.cache_dir": str(tmp_path / "cache"),
+        "hyperparams.batch_size": 8,
+        "hyperparams.learning_rate": 3e-3,
+        "hyperparams.max_steps": 12,
+        "hyperparams.warmup_steps": 2,
+        "hyperparams.logging_steps": 2,
+        "inference.preview_every_steps": 6,
+        "inference.num_probes": 4,
+        "inference.max_new_tokens": 24,
+        "output.output_dir": str(tmp_path / "outputs"),
+        "output.run_name": "run",
+        "output.save_steps": 6,
+        **overrides,
+    }
+
+
+def write_config(tmp_path: Path, values: dict) -> Path:
+    nested: dict = {}
+    for path, value in values.items():
+        node = nested
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(nested))
+    return path
+
+
+def cli(config: Path, *args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(CLI), "--config", str(config), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+
+def load_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.05)
