@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import ConfigError, ConfigLoader, TrainerConfig, create_default_config
-from trainer.config.checks import check_paths
+from trainer.core.preflight import check_config, check_paths
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -175,7 +175,7 @@ def test_cli_problems_name_their_flag():
     )
     # the structural --set problems do not hide the validation problems
     assert problems == [
-        "--set nonsense: expected KEY.PATH=VALUE",
+        "--set nonsense: no '='; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8",
         "hyperparams.seed.x: hyperparams.seed is a value, not a section (from --set)",
         "hyperparams.batch_size: expected greater than or equal to 1; got '0' (str) (from --batch-size)",
         "hyperparams.sed: unknown key; did you mean hyperparams.seed? (from --set)",
@@ -281,12 +281,19 @@ def test_check_paths_reports_every_missing_path(tmp_path):
         overrides={"system.base_dir": str(tmp_path), "output.resume": "ckpt-9"},
     )
     (tmp_path / "notes.txt").write_text("x")
-    assert check_paths(config) == [
+    (tmp_path / "no-config").mkdir()
+    assert check_config(config) == [
         f"data.dataset_path[0]: {tmp_path}/missing.jsonl does not exist",
         f"data.dataset_path[1]: {tmp_path}/notes.txt is not one of .jsonl, .json, .parquet",
-        f"model.path: {tmp_path}/no-model is not a Hugging Face model folder (no config.json); "
+        f"model.path: {tmp_path}/no-model does not exist",
+        f"output.resume: checkpoint folder {tmp_path}/ckpt-9 does not exist",
+    ]
+    config = create_default_config(
+        model_path="no-config", dataset_path="notes.txt", overrides={"system.base_dir": str(tmp_path)}
+    )
+    assert check_paths(config)[1:] == [
+        f"model.path: {tmp_path}/no-config is not a Hugging Face model folder (no config.json); "
         "use a local folder or builtin:tiny-qwen3",
-        f"output.resume: checkpoint folder {tmp_path}/ckpt-9 not found",
     ]
 
 

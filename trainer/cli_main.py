@@ -105,7 +105,7 @@ def _print_config(config: TrainerConfig, loader: ConfigLoader, args: argparse.Na
 
 
 def _validate(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
-    from trainer.config.checks import check_config
+    from trainer.core.preflight import check_config
 
     problems = check_config(config)
     if problems:

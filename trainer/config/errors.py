@@ -7,6 +7,7 @@ exits with code 2, without a traceback.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -129,7 +130,7 @@ def format_validation_error(
     problems = []
     for item in error.errors(include_url=False):
         loc = tuple(p for p in item["loc"] if not _is_union_branch(p))
-        path = ".".join(str(p) for p in loc) or "(top level)"
+        path = dotted(loc) or "(top level)"
         kind = item["type"]
         if kind == "extra_forbidden":
             guess = suggest_key(root, loc)
@@ -159,12 +160,21 @@ def format_validation_error(
     return problems
 
 
+def dotted(loc: Iterable[str | int]) -> str:
+    """``("data", "dataset_path", 0)`` -> ``data.dataset_path[0]``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 def _is_union_branch(part: str | int) -> bool:
     # pydantic inserts the tried branch ("list[str]", "function-before[...]") into the loc.
     return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
 
 
 def _source_of(path: str, sources: Mapping[str, str]) -> str | None:
+    path = re.sub(r"\[\d+\]", "", path)  # a list item's source is its list's
     below = [src for key, src in sources.items() if key.startswith(path + ".") and src != "default"]
     if below:
         return below[0]

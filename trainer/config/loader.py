@@ -104,14 +104,48 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_KeyedObject.from_pairs)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             [f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]
         ) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a JSON object, got {type(data).__name__}"])
+    duplicates: list[str] = []
+    data = _plain(data, "", duplicates)
+    if duplicates:
+        raise ConfigError(
+            [f"{path}: key {key} is given {count} times; JSON keeps only the last, so keep one" for key, count in duplicates]
+        )
     return data
+
+
+class _KeyedObject(dict):
+    """A parsed JSON object that remembers the keys it was given more than once (``json``
+    itself keeps the last silently, so a config with two learning rates would lose one)."""
+
+    repeated: dict[str, int]
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> _KeyedObject:
+        obj = cls()
+        obj.repeated = {}
+        for key, value in pairs:
+            if key in obj:
+                obj.repeated[key] = obj.repeated.get(key, 1) + 1
+            obj[key] = value
+        return obj
+
+
+def _plain(value: Any, prefix: str, duplicates: list[tuple[str, int]]) -> Any:
+    """Plain dicts again, collecting (dotted key, count) for every repeated key."""
+    if isinstance(value, dict):
+        for key, count in getattr(value, "repeated", {}).items():
+            duplicates.append((prefix + key, count))
+        return {k: _plain(v, f"{prefix}{k}.", duplicates) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, prefix, duplicates) for v in value]
+    return value
 
 
 class ConfigLoader:
@@ -150,8 +184,9 @@ class ConfigLoader:
             overrides.append((flag.path, given, flag.flag))
         for item in values.get("set") or ():
             path, sep, text = item.partition("=")
-            if not sep:
-                self._problems.append(f"--set {item}: expected KEY.PATH=VALUE")
+            if not sep or not path.strip():
+                what = "no '='" if not sep else "no key before '='"
+                self._problems.append(f"--set {item}: {what}; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8")
                 continue
             overrides.append((path.strip(), parse_cli_value(text), "--set"))
         return self._build(overrides)

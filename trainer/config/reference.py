@@ -6,6 +6,8 @@ between markers and a test keeps the two equal.
 
 from __future__ import annotations
 
+import re
+
 import json
 from typing import Any
 
@@ -22,6 +24,8 @@ README_END = "<!-- config-reference:end -->"
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "")
+    # Annotated[str, AfterValidator(...)] reads as its type; the validator is no reader's business
+    text = re.sub(r"Annotated\[(\w+), \w+\(func=<function [\w.]+ at 0x[0-9a-f]+>\)\]", r"\1", text)
     return text.removeprefix("<class '").removesuffix("'>")
 
 

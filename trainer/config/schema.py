@@ -9,10 +9,12 @@ This module imports only pydantic, so validating a config never pulls in torch.
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -53,10 +55,37 @@ DataFormat = Literal[
 ]
 
 
+def _not_blank(value: str) -> str:
+    # "" resolves to the base folder itself (the repository, for the shipped config), which is
+    # never what an empty value meant.
+    if not value.strip():
+        raise ValueError("an empty path; give a file or folder")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_not_blank)]
+
+
+def _takes_numbers_only(annotation: Any) -> bool:
+    """int, float, or either with None: fields where a JSON true / false is a mistake."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    kinds = {a for a in args if a is not type(None)}
+    return bool(kinds) and kinds <= {int, float}
+
+
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are re-validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads true as 1, so "batch_size": true would train with batch 1.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _takes_numbers_only(field.annotation):
+            raise ValueError(f"expected a number; got {str(value).lower()} (a boolean)")
+        return value
 
 
 class HyperParams(Section):
@@ -114,7 +143,7 @@ class HyperParams(Section):
 
 
 class ModelSection(Section):
-    path: str = Field(
+    path: PathText = Field(
         "builtin:tiny-qwen3",
         description="Local Hugging Face model folder, or 'builtin:tiny-qwen3' for the embedded "
         "tiny model built on first use.",
@@ -127,7 +156,7 @@ class ModelSection(Section):
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
         None, description="Attention kernel; unset lets transformers choose."
     )
-    chat_template: str = Field(
+    chat_template: PathText = Field(
         "auto",
         description="'auto' (the model's own template, or plain ChatML where the model's "
         "template injects <think> blocks that would compete with the profile's format), "
@@ -136,7 +165,7 @@ class ModelSection(Section):
     trust_remote_code: bool = Field(
         False, description="Allow model code from the model folder (only for folders you trust)."
     )
-    builtin_cache: str = Field(
+    builtin_cache: PathText = Field(
         "models", description="Folder where builtin models are built on first use and kept."
     )
 
@@ -166,7 +195,7 @@ class ColumnMapping(Section):
 
 
 class DataSection(Section):
-    dataset_path: list[str] = Field(
+    dataset_path: list[PathText] = Field(
         default_factory=lambda: ["data/arithmetic_train.jsonl"],
         description="Dataset files or folders (.jsonl, .json, .parquet); a single string is "
         "accepted.",
@@ -197,7 +226,7 @@ class DataSection(Section):
     max_rows: int | None = Field(
         None, ge=1, description="Use at most this many rows (after holdout); for quick runs."
     )
-    cache_dir: str = Field(
+    cache_dir: PathText = Field(
         ".cache/prepared", description="Where prepared (tokenized) data is cached."
     )
 
@@ -250,13 +279,13 @@ class InferenceSection(Section):
 
 
 class OutputSection(Section):
-    output_dir: str = Field("outputs", description="Parent folder of run directories.")
+    output_dir: PathText = Field("outputs", description="Parent folder of run directories.")
     run_name: str | None = Field(
         None, description="Run directory name; default '<profile>-<timestamp>'."
     )
     save_steps: int = Field(100, ge=1, description="Save a checkpoint every this many steps.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (oldest removed).")
-    resume: str | None = Field(
+    resume: PathText | None = Field(
         None,
         description="'auto' (newest complete checkpoint of this run, if any) or a checkpoint "
         "folder.",
@@ -271,12 +300,12 @@ class OutputSection(Section):
 
 
 class SystemSection(Section):
-    base_dir: str | None = Field(
+    base_dir: PathText | None = Field(
         None,
         description="Relative paths resolve against this folder; default: the config file's "
         "folder, or the working directory when there is no file.",
     )
-    status_file: str = Field(
+    status_file: PathText = Field(
         "status/training_status.json", description="Live status JSON for dashboards."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
@@ -295,7 +324,7 @@ class DebugSection(Section):
 class DaemonSection(Section):
     """Settings of ``arena/hero_loop.py``, the daemon that trains on every dropped dataset."""
 
-    status_file: str = Field(
+    status_file: PathText = Field(
         "status/daemon_status.json", description="Live daemon status JSON for dashboards."
     )
     stable_seconds: float = Field(

@@ -1,13 +1,10 @@
-"""Run directories and checkpoints: where a run lives, and which checkpoint a resume can trust."""
+"""Checkpoints: which folders of a run are checkpoints, and which one a resume can trust."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from pathlib import Path
-
-from trainer.config.schema import TrainerConfig
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # transformers writes trainer_state.json after the weights, optimizer, scheduler and RNG state,
@@ -39,26 +36,3 @@ def checkpoints(run_dir: Path) -> list[Path]:
 def find_resumable_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint, skipping partial or corrupt ones."""
     return next((c for c in checkpoints(run_dir) if is_complete_checkpoint(c)), None)
-
-
-def resolve_run_dir(config: TrainerConfig) -> Path:
-    """``output_dir/run_name``; without a run name, ``<profile>-<time>``, except that
-    ``--resume auto`` without a run name continues the newest run that has a checkpoint."""
-    root = config.resolve_path(config.output.output_dir)
-    if config.output.run_name:
-        return root / config.output.run_name
-    if config.output.resume == "auto" and root.is_dir():
-        runs = [p for p in root.iterdir() if p.is_dir() and find_resumable_checkpoint(p)]
-        if runs:
-            return max(runs, key=lambda p: p.stat().st_mtime)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return root / f"{config.profile.name.replace('+', '_').replace(':', '_')}-{stamp}"
-
-
-def resume_checkpoint(config: TrainerConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from per ``output.resume`` (None: start fresh)."""
-    if config.output.resume is None:
-        return None
-    if config.output.resume == "auto":
-        return find_resumable_checkpoint(run_dir)
-    return config.resolve_path(config.output.resume)

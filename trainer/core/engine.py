@@ -21,8 +21,7 @@ from typing import Any, TextIO
 
 from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
-from trainer.config.errors import ConfigError
-from trainer.core.checkpoints import checkpoints, resolve_run_dir
+from trainer.core.resume import RESOLVED_CONFIG_FILE, RunPlan, data_fingerprint, plan_run
 from trainer.data.prepare import PreparedData, Probe, prepare_data
 from trainer.core.divergence import TrainingDiverged
 from trainer.monitoring.callbacks import StopOnSignalCallback
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 PREVIEWS_FILE = "previews.jsonl"
-RESOLVED_CONFIG_FILE = "resolved_config.json"
 RESULT_FILE = "result.json"
 MODEL_DIR = "model"
 
@@ -77,7 +75,7 @@ class _Session:
     """What one job works with, built step by step (kept together to pass around)."""
 
     config: TrainerConfig
-    run_dir: Path
+    plan: RunPlan
     writer: TrainingStatusWriter
     profile: DataProfile
     console: TextIO
@@ -87,6 +85,10 @@ class _Session:
     end_token: str = ""
     eos_ids: set[int] = field(default_factory=set)
     data: PreparedData | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan.run_dir
 
 
 class TrainerEngine:
@@ -104,7 +106,8 @@ class TrainerEngine:
             JobStopped: stopped by a signal after saving a checkpoint.
             Exception: anything else, after the status file records it as ``failed``.
         """
-        run_dir = resolve_run_dir(config)
+        plan = plan_run(config)  # raises ConfigError before anything is written
+        run_dir = plan.run_dir
         writer = self.status_writer or TrainingStatusWriter(
             config.resolve_path(config.system.status_file), enabled=is_main_process()
         )
@@ -125,7 +128,7 @@ class TrainerEngine:
         stopper.install()
         try:
             profile = get_profile(config.profile.name, config.profile.options)
-            session = _Session(config, run_dir, writer, profile, self.console, stopper)
+            session = _Session(config, plan, writer, profile, self.console, stopper)
             return self._run(session, sources or {})
         except JobStopped:
             raise
@@ -140,19 +143,16 @@ class TrainerEngine:
             writer.stop_heartbeat()
 
     def _run(self, s: _Session, sources: dict[str, str]) -> JobResult:
-        if s.config.output.resume is None and checkpoints(s.run_dir):
-            raise ConfigError(
-                [
-                    f"output.run_name: {s.run_dir} already holds checkpoints of an earlier run; "
-                    "add --resume auto to continue it, or choose another --run-name"
-                ]
-            )
+        if s.plan.note:
+            print(s.plan.note, file=s.console, flush=True)
         s.run_dir.mkdir(parents=True, exist_ok=True)
         if s.writer.enabled:  # rank 0 only
-            (s.run_dir / RESOLVED_CONFIG_FILE).write_text(
-                json.dumps({"config": s.config.model_dump(mode="json"), "sources": sources}, indent=2, ensure_ascii=False),
-                "utf-8",
-            )
+            record = {
+                "config": s.config.model_dump(mode="json"),
+                "sources": sources,
+                "data_files": data_fingerprint(s.config),  # what a later resume must find again
+            }
+            (s.run_dir / RESOLVED_CONFIG_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False), "utf-8")
         s.writer.set_phase("preparing_data")
         folder = self._prepare(s)
         stop_if_asked(s)

@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from trainer.config import ConfigError, ConfigLoader, TrainerConfig
-from trainer.config.checks import check_config
+from trainer.core.preflight import check_config
 
 if TYPE_CHECKING:
     from trainer.core.engine import JobResult, TrainerEngine

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.training_status import JsonlLog
-from trainer.core.checkpoints import find_resumable_checkpoint, is_complete_checkpoint, resume_checkpoint
+from trainer.core.checkpoints import find_resumable_checkpoint
 from trainer.core.engine import (
     MODEL_DIR,
     METRICS_FILE,
@@ -87,9 +87,7 @@ def _raise_if_diverged(s: _Session, guard: DivergenceGuard, model: Any, step: in
 
 
 def _resume_from(s: _Session) -> str | None:
-    checkpoint = resume_checkpoint(s.config, s.run_dir)
-    if checkpoint is not None and not is_complete_checkpoint(checkpoint):
-        raise ValueError(f"output.resume: {checkpoint} is not a complete checkpoint")
+    checkpoint = s.plan.checkpoint  # chosen and checked by trainer.core.resume.plan_run
     if checkpoint is not None:
         print(f"resuming from {checkpoint}", file=s.console, flush=True)
     return str(checkpoint) if checkpoint else None

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ KEY_VERSION = 1  # bump when the prepared format changes
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, memoised per (path, size, mtime): a job hashes its data files
+    once for the resume check (``trainer.core.resume``) and again for this cache's key."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=1024)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

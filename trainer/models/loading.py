@@ -47,6 +47,10 @@ def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=config.model.trust_remote_code)
+    if len(tokenizer) < 2:  # a folder without vocabulary files yields an empty tokenizer
+        from trainer.config.errors import ConfigError
+
+        raise ConfigError([f"model.path: the tokenizer in {folder} has {len(tokenizer)} token(s); the folder lacks its tokenizer files"])
     if tokenizer.pad_token is None:
         # Padding is masked out of the loss and attention, so any token will do; EOS is the
         # common choice for models that ship without a pad token.

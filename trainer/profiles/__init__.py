@@ -8,6 +8,9 @@ that list the known ones.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import traceback
 from typing import Any
 
 from trainer.profiles.base import AnswerCheck, DataProfile, PenaltySpec, PlainAnswer
@@ -36,9 +39,14 @@ def resolve_profile_class(name: str) -> type[DataProfile]:
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
             raise UnknownProfileError(f"cannot import profile {name!r}: {exc}") from None
+        except Exception as exc:  # the user's module is broken: say where, not our traceback
+            raise UnknownProfileError(f"cannot import profile {name!r}: {_where_it_broke(exc, module_name)}") from None
+        cls = getattr(module, attr, None)
+        if cls is None:
+            raise UnknownProfileError(f"cannot import profile {name!r}: module {module_name!r} has no {attr!r}")
         if not (isinstance(cls, type) and issubclass(cls, DataProfile)):
             raise UnknownProfileError(f"{name!r} is not a DataProfile subclass")
         return cls
@@ -49,6 +57,25 @@ def resolve_profile_class(name: str) -> type[DataProfile]:
             "(or an import path 'package.module:Class')"
         )
     return PROFILES[name]
+
+
+def _where_it_broke(exc: BaseException, module_name: str) -> str:
+    """``ErrorType: message at file:line`` for an exception raised while importing a module:
+    the file and line of a syntax error, else the deepest frame in the user's own module."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} at {exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    origin = getattr(sys.modules.get(module_name), "__file__", None)
+    try:
+        spec = importlib.util.find_spec(module_name)
+        origin = spec.origin if spec else origin
+    except (ImportError, ValueError):
+        pass
+    own = [f for f in frames if f.filename == origin] or [
+        f for f in frames if "importlib" not in f.filename and not f.filename.startswith("<frozen")
+    ]
+    where = f" at {own[-1].filename}:{own[-1].lineno}" if own else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def get_profile(name: str, options: dict[str, Any] | None = None) -> DataProfile:
