@@ -1,7 +1,8 @@
 """The hero loop: watch the inbox, run one job at a time in a child process, keep the best model.
 
 Jobs are at-least-once: a job stays in ``processing/`` until it is done or failed, so a daemon
-that stops or dies resumes it on its next start from the job's newest checkpoint.
+that stops or dies resumes it on its next start from the job's newest checkpoint. Every finished
+job goes into the queue's job history (``arena/history.py``), which the status shows across restarts.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from arena import control
 from arena.hero import EvalMetrics, HeroStore, decide
+from arena.history import JobHistory, finished_job
 from arena.jobs import EVALUATION_FILE, ERROR_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
 from arena.job_runner import JOB_LOCK
-from trainer.core.runner import EXIT_CONFIG, EXIT_DATA
+from trainer.core.runner import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED
 from arena.inbox import (
     QueueDirs,
     StabilityTracker,
@@ -33,14 +34,17 @@ from arena.inbox import (
     scan_inbox,
 )
 from arena.jobs import PRIORITIES
-from arena.status import CurrentJob, DaemonStatusWriter, HeroInfo, QueuedFile, RecentJob
-from core.training_status import read_status, write_json_atomic
+from arena.status import CurrentJob, DaemonStatusWriter, HeroInfo, QueuedFile
+from core.training_status import now_iso, read_status, write_json_atomic
 from trainer.config.schema import TrainerConfig
 
 log = logging.getLogger("arena")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.5  # how often a running child and unstable files are looked at
+ATTEMPT_MARK = "=== attempt "  # starts the line the daemon writes into job.log before each attempt
+# Exit codes that fail the job at once: the same input fails the same way again.
+FINAL_EXITS = (EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED)
 
 
 def describe_exit(code: int) -> str:
@@ -49,6 +53,11 @@ def describe_exit(code: int) -> str:
         return "the dataset cannot be trained on"
     if code == EXIT_CONFIG:
         return "the job's configuration is invalid"
+    if code == EXIT_DIVERGED:
+        return (
+            "training diverged (the loss or weights became NaN/Inf); "
+            "try a lower learning rate, warmup or gradient clipping"
+        )
     signum = -code if code < 0 else code - 128 if code > 128 else None
     if signum == signal.SIGKILL:
         return "the training process was killed (SIGKILL; often the system running out of memory)"
@@ -61,16 +70,30 @@ def describe_exit(code: int) -> str:
     return f"the training process crashed (exit code {code})"
 
 
-def last_error_line(log_file: Path) -> str | None:
-    """The job's own 'error: ...' message, or the last line of a traceback."""
+def job_error_message(log_file: Path) -> str | None:
+    """What the last attempt in ``job.log`` said went wrong: its own 'error: ...' message whole
+    (with its indented continuation lines, such as every problem of a bad config), else the
+    last line of a traceback."""
     try:
-        lines = [l for l in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return None
-    errors = [l for l in lines if l.startswith("error: ")]
-    if errors:
-        return errors[-1].removeprefix("error: ")
-    return lines[-1] if lines else None
+    starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_MARK)]
+    lines = [line for line in lines[starts[-1] + 1 if starts else 0 :] if line.strip()]
+    errors = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    if not errors:
+        return lines[-1] if lines else None
+    message = [lines[errors[-1]].removeprefix("error: ")]
+    for line in lines[errors[-1] + 1 :]:
+        if not line[0].isspace():
+            break  # the message has ended; later output is something else
+        message.append(line)
+    return "\n".join(message)
+
+
+def with_attempts(reason: str, attempts: int) -> str:
+    note = f"(after {attempts} attempt{'s' if attempts != 1 else ''})"
+    return f"{reason}\n{note}" if "\n" in reason else f"{reason} {note}"
 
 
 def now_text() -> str:
@@ -93,8 +116,12 @@ class HeroLoop:
         self.wake = threading.Event()
         self.stop_event = threading.Event()
         self.child: subprocess.Popen | None = None
+        self.history = JobHistory(self.dirs)
         self.status = DaemonStatusWriter(
-            config.resolve_path(self.rules.status_file), queue_dir=str(queue), heartbeat_interval_s=self.rules.rescan_seconds
+            config.resolve_path(self.rules.status_file),
+            queue_dir=str(queue),
+            heartbeat_interval_s=self.rules.rescan_seconds,
+            history_file=str(self.history.path),
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -103,6 +130,7 @@ class HeroLoop:
         lock = control.acquire_queue_lock(self.dirs.root)  # raises QueueBusy
         try:
             self.dirs.create()
+            self._load_history()
             # Jobs get the daemon's merged config (file and --set alike) as their base.
             write_json_atomic(self.base_config, self.config.model_dump(mode="json"))
             self._install_signals()
@@ -116,6 +144,12 @@ class HeroLoop:
             return 0
         finally:
             lock.close()
+
+    def _load_history(self) -> None:
+        summary = self.history.load(keep=self.status.RECENT)
+        self.status.update(
+            recent_jobs=summary.recent, recent_failures=summary.failures, jobs_done=summary.done, jobs_failed=summary.failed
+        )
 
     @property
     def base_config(self) -> Path:
@@ -214,7 +248,7 @@ class HeroLoop:
             self._complete_done(record, folder)
             return True
         if record.error or record.outcome == "failed":
-            self._finish_failed(record, folder, record.error or "failed before the daemon stopped")
+            self._finish_failed(record, folder, record.failure or record.error or "failed before the daemon stopped")
             return True
         if not control.wait_for_lock(folder / JOB_LOCK, timeout=30, stop=self.stop_event):
             log.warning("job %s is still held by an old runner; trying again later", record.id)
@@ -223,21 +257,20 @@ class HeroLoop:
         # count towards the quarantine.
         while sum(a.error is not None for a in record.attempts) < self.rules.max_attempts:
             code = self._attempt(record, folder)
-            if self.stop_event.is_set() and code != 0:
+            if self.stop_event.is_set() and code not in (0, *FINAL_EXITS):
                 log.info("job %s checkpointed; it resumes on the next start", record.id)
                 return True
             if code == 0:
                 self._finish_done(record, folder)
                 return True
             reason = describe_exit(code)
-            detail = last_error_line(folder / LOG_FILE)
+            detail = job_error_message(folder / LOG_FILE)
             record.attempts[-1].error = f"{reason}: {detail}" if detail else reason
             save_record(folder, record)
-            if code in (EXIT_DATA, EXIT_CONFIG):  # the same input fails the same way again
+            if code in FINAL_EXITS:  # no retry: nothing is promoted from such a job either
                 break
-        attempts = len(record.attempts)
         last_error = next(a.error for a in reversed(record.attempts) if a.error)
-        self._finish_failed(record, folder, f"{last_error} (after {attempts} attempt{'s' if attempts > 1 else ''})")
+        self._finish_failed(record, folder, with_attempts(last_error, len(record.attempts)))
         return True
 
     def _start_model(self, record: JobRecord) -> str:
@@ -253,7 +286,7 @@ class HeroLoop:
 
     def _attempt(self, record: JobRecord, folder: Path) -> int:
         start_model = self._start_model(record)
-        attempt = Attempt(started_at=time.time(), start_model=start_model)
+        attempt = Attempt(started_at=now_iso(), start_model=start_model)
         record.attempts.append(attempt)
         save_record(folder, record)
         command = [
@@ -263,14 +296,14 @@ class HeroLoop:
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with (folder / LOG_FILE).open("a", encoding="utf-8") as log_file:
-            log_file.write(f"\n=== attempt {len(record.attempts)} at {now_text()}: {' '.join(command)}\n")
+            log_file.write(f"\n{ATTEMPT_MARK}{len(record.attempts)} at {now_text()}: {' '.join(command)}\n")
             log_file.flush()
             self.child = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env, start_new_session=True
             )
             code = self._watch_child(record, folder, attempt)
         self.child = None
-        attempt.ended_at, attempt.exit_code = time.time(), code
+        attempt.ended_at, attempt.exit_code = now_iso(), code
         save_record(folder, record)
         return code
 
@@ -281,7 +314,7 @@ class HeroLoop:
             id=record.id,
             name=record.name,
             attempt=len(record.attempts),
-            started_at=now_text(),
+            started_at=now_iso(),
             status_file=str(folder / STATUS_FILE),
             log_file=str(folder / LOG_FILE),
         )
@@ -349,16 +382,20 @@ class HeroLoop:
                 self.hero.reject(model, candidate, record.id, record.metrics["reasons"])
                 log.info("job %s: candidate not promoted: %s", record.id, "; ".join(record.metrics["reasons"]))
             save_record(folder, record)
+        final = self.dirs.done / record.id
+        record.relocate(folder, final)
+        record.finished_at = record.finished_at or now_iso()
+        save_record(folder, record)
         write_json_atomic(folder / RESULT_FILE, record.model_dump(mode="json"))
-        os.replace(folder, self.dirs.done / record.id)
-        promote = record.promoted
-        self.status.finished(
-            RecentJob(id=record.id, name=record.name, outcome="done", finished_at=now_text(), promoted=promote,
-                      hero_version=record.hero_version, metrics=record.metrics)
-        )
+        os.replace(folder, final)
+        self._record_finished(record, final)
 
     def _finish_failed(self, record: JobRecord, folder: Path, reason: str) -> None:
-        record.outcome = "failed"
+        # Everything written here names the paths the files have once the folder is in failed/.
+        final = self.dirs.failed / record.id
+        record.outcome, record.failure = "failed", reason
+        record.relocate(folder, final)
+        record.finished_at = record.finished_at or now_iso()
         save_record(folder, record)
         tail = ""
         try:
@@ -366,11 +403,20 @@ class HeroLoop:
         except FileNotFoundError:
             pass
         (folder / ERROR_FILE).write_text(
-            f"Job {record.name} failed: {reason}.\n"
-            f"Attempts: {len(record.attempts)}. Log: {LOG_FILE} in this folder.\n\n"
-            f"Last lines of the log:\n{tail}\n",
+            f"Job {record.name} failed: {record.failure}.\n"
+            f"Attempts: {len(record.attempts)}. Log: {final / LOG_FILE}\n\n"
+            f"Last lines of the log (written while the job was in {folder}):\n{tail}\n",
             encoding="utf-8",
         )
-        os.replace(folder, self.dirs.failed / record.id)
-        log.warning("job %s failed: %s", record.id, reason)
-        self.status.finished(RecentJob(id=record.id, name=record.name, outcome="failed", finished_at=now_text(), error=reason))
+        os.replace(folder, final)
+        log.warning("job %s failed: %s", record.id, record.failure)
+        self._record_finished(record, final)
+
+    def _record_finished(self, record: JobRecord, folder: Path) -> None:
+        """Into the history on disk, then into the status."""
+        job = finished_job(record, folder)
+        try:
+            self.history.append(job)
+        except OSError as exc:  # the next start adds it from its folder
+            log.warning("could not append job %s to %s: %s", record.id, self.history.path, exc)
+        self.status.finished(job)

@@ -14,13 +14,13 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from core.training_status import JsonlLog, write_json_atomic
+from arena.jobs import IsoTime
+from core.training_status import JsonlLog, now_iso, write_json_atomic
 from trainer.config.schema import DaemonSection
 
 
@@ -37,7 +37,7 @@ class HeroPointer(BaseModel):
     version: int
     path: str
     metrics: EvalMetrics
-    promoted_at: float
+    promoted_at: IsoTime  # pointers of older daemons hold epoch seconds: read as ISO 8601
     job_id: str | None = None
 
 
@@ -100,7 +100,7 @@ class HeroStore:
         target = self.root / "versions" / f"v{version:04d}"
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(candidate, target)  # same filesystem as the queue: an atomic move
-        pointer = HeroPointer(version=version, path=str(target), metrics=metrics, promoted_at=time.time(), job_id=job_id)
+        pointer = HeroPointer(version=version, path=str(target), metrics=metrics, promoted_at=now_iso(), job_id=job_id)
         write_json_atomic(self.pointer_file, pointer.model_dump(mode="json"))
         self.history.append({"job_id": job_id, "promoted": True, "version": version, "metrics": metrics.model_dump()})
         return pointer

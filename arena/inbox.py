@@ -6,6 +6,7 @@
     DIR/processing/<job id>/       claimed jobs: the dataset, job.json, logs, the run
     DIR/done/<job id>/             finished jobs with their result
     DIR/failed/<job id>/           failed jobs with error.txt
+    DIR/job_history.jsonl          every finished job, one line each (arena/history.py)
 
 A file is taken only once complete: dot-files, ``*.part`` and ``*.tmp`` are ignored, and its size
 and mtime must have stayed the same for ``stable_seconds``. It is claimed by one atomic rename.
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arena.jobs import DAEMON_FILES, PRIORITIES, JobRecord, load_record, save_record
+from arena.jobs import DAEMON_FILES, PRIORITIES, JobRecord, load_record, save_record, time_key
+from core.training_status import now_iso
 from trainer.data.readers import READERS
 
 JOB_SUFFIX = ".job.json"
@@ -207,7 +209,7 @@ def claim(dirs: QueueDirs, candidate: Candidate) -> JobRecord | None:
         id=job_id,
         source=os.fsdecode(candidate.path.relative_to(dirs.root)),
         priority=candidate.priority,
-        claimed_at=time.time(),
+        claimed_at=now_iso(),
     )
     move_along: Path | None = None
     if candidate.spec_error:
@@ -253,7 +255,7 @@ def recover_processing(dirs: QueueDirs) -> list[JobRecord]:
             continue
         _finish_dataset_move(dirs, folder, record)
         records.append(record)
-    return sorted(records, key=lambda r: r.claimed_at)
+    return sorted(records, key=lambda r: time_key(r.claimed_at))
 
 
 def _finish_dataset_move(dirs: QueueDirs, folder: Path, record: JobRecord) -> None:
@@ -279,7 +281,7 @@ def _rebuild_record(folder: Path) -> JobRecord | None:
         return None
     job_files = [p for p in inputs if p.name.endswith(JOB_SUFFIX)]
     claimed = job_files[0] if job_files else inputs[0]
-    record = JobRecord(id=folder.name, source=claimed.name, priority="normal", claimed_at=time.time())
+    record = JobRecord(id=folder.name, source=claimed.name, priority="normal", claimed_at=now_iso())
     if job_files:
         spec, error = _read_job_spec(claimed)
         record.error = error

@@ -4,8 +4,9 @@
 
 Runs the base config plus the job's overrides, with the job folder as output and status
 location, resuming from the job's own newest checkpoint when one exists. Exit codes are the CLI's
-(0 done, 2 bad config, 3 bad data, 128+N stopped by signal N, 1 a crash). It dies with the daemon: the kernel
-sends it SIGTERM when its parent goes, and the engine then saves a checkpoint and stops.
+(0 done, 2 bad config, 3 bad data, 4 training diverged, 128+N stopped by signal N, 1 a crash). It
+dies with the daemon: the kernel sends it SIGTERM when its parent goes, and the engine then saves a
+checkpoint and stops.
 """
 
 from __future__ import annotations
@@ -100,9 +101,13 @@ def evaluate_job(job_dir: Path, config, result, writer) -> int:
     from trainer.profiles import get_profile
 
     writer.set_phase("evaluating")
-    profile = get_profile(config.profile.name, config.profile.options)
-    candidate = evaluate(result.model_path, result.probes, profile, config)
-    hero = evaluate(model_folder(config), result.probes, profile, config)
+    writer.start_heartbeat()  # the engine's stopped with the job; a silent file would read as stale
+    try:
+        profile = get_profile(config.profile.name, config.profile.options)
+        candidate = evaluate(result.model_path, result.probes, profile, config)
+        hero = evaluate(model_folder(config), result.probes, profile, config)
+    finally:
+        writer.stop_heartbeat()
     report = {
         "candidate": candidate.model_dump(),
         "hero": hero.model_dump(),

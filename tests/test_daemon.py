@@ -135,6 +135,10 @@ def test_datasets_train_in_priority_order_bad_one_fails_hero_promoted(daemon):
     jsonschema.validate(status, json.loads(SCHEMA.read_text()))
     assert [j["name"] for j in status["recent_jobs"]] == ["good.jsonl", "corrupt.jsonl"]
     assert status["hero"]["version"] == 1 and status["jobs_done"] == 1 and status["jobs_failed"] == 1
+    finished = status["recent_jobs"][0]
+    assert finished["folder"] == str(done) and finished["promoted"] is True and finished["hero_version"] == 1
+    history = [json.loads(line) for line in (daemon.queue / "job_history.jsonl").read_text().splitlines()]
+    assert [(j["name"], j["outcome"]) for j in history] == [("corrupt.jsonl", "failed"), ("good.jsonl", "done")]
 
     # a second dataset continues from the hero
     daemon.drop("more.jsonl", rows(120, start=200))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from arena import control
-from arena.daemon import describe_exit, last_error_line
+from arena.daemon import describe_exit, job_error_message
 from arena.hero import EvalMetrics, HeroStore, decide
 from arena.inbox import QueueDirs, StabilityTracker, claim, recover_processing, scan_inbox
 from arena.jobs import load_record
@@ -180,9 +180,9 @@ def test_exit_codes_in_plain_words(tmp_path):
     assert describe_exit(1) == "the training process crashed (exit code 1)"
     log = tmp_path / "job.log"
     log.write_text("step 1\nerror: 5 of 15 rows were rejected\nmore\n")
-    assert last_error_line(log) == "5 of 15 rows were rejected"
+    assert job_error_message(log) == "5 of 15 rows were rejected"
     log.write_text("Traceback...\nIndexError: index out of range in self\n")
-    assert last_error_line(log) == "IndexError: index out of range in self"
+    assert job_error_message(log) == "IndexError: index out of range in self"
 
 
 def test_second_holder_of_the_queue_lock_is_refused(tmp_path):
@@ -262,6 +262,36 @@ def test_claim_interrupted_between_job_file_and_dataset_is_completed(dirs):
 
 def test_exit_code_above_128_that_is_no_signal():
     assert describe_exit(255) == "the training process crashed (exit code 255)"
+
+
+def test_diverged_exit_code_in_plain_words():
+    from trainer.core.runner import EXIT_DIVERGED
+
+    assert EXIT_DIVERGED == 4
+    assert describe_exit(4) == (
+        "training diverged (the loss or weights became NaN/Inf); try a lower learning rate, warmup or gradient clipping"
+    )
+
+
+def test_job_error_message_is_whole_and_from_the_last_attempt(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text(
+        "\n=== attempt 1 at 2026-01-01T00:00:00+00:00: python -m arena.job_runner\n"
+        "error: an old problem\n"
+        "\n=== attempt 2 at 2026-01-01T00:01:00+00:00: python -m arena.job_runner\n"
+        "error: 2 configuration problems:\n"
+        "  - hyperparams.batch_size: expected a valid integer\n"
+        "  - hyperparams.lerning_rate: unknown key; did you mean hyperparams.learning_rate?\n"
+        "output flushed at exit\n"
+    )
+    assert job_error_message(log) == (
+        "2 configuration problems:\n"
+        "  - hyperparams.batch_size: expected a valid integer\n"
+        "  - hyperparams.lerning_rate: unknown key; did you mean hyperparams.learning_rate?"
+    )
+    log.write_text("\n=== attempt 1 at t: x\nerror: an old problem\n\n=== attempt 2 at t: x\nTraceback...\nIndexError: boom\n")
+    assert job_error_message(log) == "IndexError: boom"
+    assert job_error_message(tmp_path / "missing.log") is None
 
 
 def test_diverged_candidate_is_never_promoted():
