@@ -35,7 +35,7 @@ def files(tmp_path):
 @pytest.fixture
 def server(files):
     httpd = make_server(files, port=0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
@@ -100,12 +100,16 @@ def test_missing_empty_and_half_written_files_are_waiting(server, files):
     assert json.loads(get(server, "/api/training")[2]) == {
         "waiting": f"{files.training_status} does not exist yet",
         "file": str(files.training_status),
+        "view": {"state": "waiting", "tone": "neutral", "text": "waiting"},
     }
     files.training_status.write_text("")
     assert json.loads(get(server, "/api/training")[2])["waiting"] == f"{files.training_status} is empty"
     files.training_status.write_text('{"phase": "train')
     assert json.loads(get(server, "/api/training")[2])["waiting"] == f"{files.training_status} is being written"
-    assert json.loads(get(server, "/api/daemon")[2]) == {"waiting": f"{files.daemon_status} does not exist yet"}
+    assert json.loads(get(server, "/api/daemon")[2]) == {
+        "waiting": f"{files.daemon_status} does not exist yet",
+        "view": {"state": "not running", "tone": "neutral", "text": "not running"},
+    }
     assert json.loads(get(server, "/api/metrics")[2]) == []
     assert json.loads(get(server, "/api/previews")[2]) == []
 
@@ -145,7 +149,7 @@ def test_terminal_view(files, tmp_path):
     assert render(files).splitlines() == [
         f"training: waiting: {files.training_status} does not exist yet",
         "",
-        f"daemon: waiting: {files.daemon_status} does not exist yet",
+        f"daemon: not running: {files.daemon_status} does not exist yet",
     ]
     run = tmp_path / "run"
     run.mkdir()
@@ -256,12 +260,14 @@ def test_page_in_a_real_browser_during_a_real_run(tmp_path, builtin_cache):
         done, total = (int(x) for x in dom.text["step"].split("/"))
         assert total == 400 and 12 <= done < 400
         assert 0 < float(dom.attrs["progress"]["value"]) < 1
+        assert "active" in dom.attrs["progress"]["class"]  # the running colour, not failed or stale
         assert re.fullmatch(r"\d+:\d\d", dom.text["eta"].strip())
         loss_lines = [p for p in dom.polylines if int(p.get("data-count", 0)) >= 3]
         assert len(loss_lines) == 2  # loss and learning-rate curves, from metrics.jsonl
         assert len(loss_lines[0]["points"].split()) >= 3
         assert dom.preview_rows >= 1
-        assert dom.text["daemon-waiting"].startswith("waiting:")
+        assert dom.text["daemon-waiting"].startswith("not running:")  # no daemon status file
+        assert dom.text["daemon-state"] == "not running"
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"
@@ -284,7 +290,8 @@ def test_nan_and_torn_utf8_keep_the_page_working(server, files, tmp_path):
     (run / "previews.jsonl").write_bytes(preview + b"\n" + preview[:20])  # cut inside an emoji
     training = json.loads(get(server, "/api/training")[2])
     assert training["loss"] is None
-    assert json.loads(get(server, "/api/metrics")[2]) == [{"step": 1, "loss": None, "learning_rate": None, "grad_norm": None, "tokens_per_sec": None, "epoch": None}]
+    # a bare NaN token is read, and reaches the page spelled as text, never as a number
+    assert json.loads(get(server, "/api/metrics")[2]) == [{"step": 1, "loss": "NaN", "learning_rate": None, "grad_norm": None, "tokens_per_sec": None, "epoch": None}]
     assert [p["model_output"] for p in json.loads(get(server, "/api/previews")[2])] == ["🤔🤔🤔🤔 hm"]
     files.training_status.write_bytes('{"phase": "🤔'.encode()[:-1])
     assert json.loads(get(server, "/api/training")[2])["waiting"] == f"{files.training_status} is being written"

@@ -2,18 +2,53 @@
 
 One module builds the snapshots; the web page and the terminal view only render them. Reading
 never fails: a missing, empty or half-written file is reported as ``waiting`` with the reason.
+
+Every snapshot carries a ``view``: ``{"state", "text", "tone"}``, the one verdict both renderers
+show, so neither can make a dead or failed run look like a running one:
+
+- training ``state``: ``waiting``, ``running``, ``stale`` (not terminal, but no heartbeat for
+  three intervals: the process is probably gone), ``failed``, ``completed``, ``stopped``;
+- daemon ``state``: ``waiting``, ``running``, ``stale``, ``not running``;
+- ``tone``: ``active``, ``ok``, ``bad``, ``warn``, ``neutral`` (the colour to show it in).
+
+Numbers that are not finite (a diverged loss) arrive as ``null`` or as bare ``NaN`` /
+``Infinity`` tokens (Python's ``json`` writes and reads them; a browser's ``JSON.parse`` rejects
+them). ``null`` stays ``null`` (shown as "–"); the bare ones are spelled as the strings ``"NaN"``,
+``"Infinity"`` and ``"-Infinity"``, so they reach the page as valid JSON, are shown as that text,
+and are never mistaken for a number (or for 0).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-TERMINAL_PHASES = {"completed", "failed", "stopped"}
 MAX_POINTS = 2000  # metric points sent to a chart; older ones are thinned out
+STALE_HEARTBEATS = 3  # missed heartbeats before a writer counts as gone
+STALE_GRACE_S = 5.0  # slack for a slow disk or a busy machine, seconds
+# Phase by the seed format's coarse status, for files that have no ``phase``.
+PHASE_OF_STATUS = {"crashed": "failed", "completed": "completed", "training": "training", "idle": "initializing"}
+
+
+class NotServed(Exception):
+    """A run file the dashboard refuses to read: its real path leaves the run folder (a symlink
+    to /etc/passwd or to another run), or it is not a regular file (a FIFO would hang)."""
+
+
+def spell_non_finite(value: Any) -> Any:
+    """``value`` with every non-finite float, however deep, replaced by its JSON-ish spelling."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {k: spell_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [spell_non_finite(v) for v in value]
+    return value
 
 
 def read_json(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -29,7 +64,7 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, str]:
     if not text.strip():
         return None, f"{path} is empty"
     try:
-        data = json.loads(text)
+        data = json.loads(text)  # accepts bare NaN / Infinity, as Python's json.dumps writes them
     except json.JSONDecodeError:
         return None, f"{path} is being written"
     if not isinstance(data, dict):
@@ -38,7 +73,11 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def read_jsonl(path: Path, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a torn last line (being appended) is skipped."""
+    """Records of a JSON-lines file; a torn or broken line is skipped, never the whole file.
+
+    Bare ``NaN`` / ``Infinity`` / ``-Infinity`` tokens are read as floats (``json.loads``
+    accepts them), so the line of a diverged step is kept and shown as NaN.
+    """
     try:
         # "replace": a line cut inside a multi-byte character (🤔) is then just a torn line
         lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -48,7 +87,7 @@ def read_jsonl(path: Path, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(record, dict):
             records.append(record)
@@ -70,11 +109,83 @@ def age_seconds(timestamp: Any) -> float | None:
     return (datetime.now(timezone.utc) - then).total_seconds()
 
 
-def is_stale(age: float | None, data: dict[str, Any]) -> bool:
+def is_stale(age: float | None, data: dict[str, Any], default_interval: float = 10.0) -> bool:
     """No write for three heartbeats (and a grace period): the writing process is likely gone."""
     interval = data.get("heartbeat_interval_s")
-    interval = float(interval) if isinstance(interval, (int, float)) else 10.0
-    return age is not None and age > 3 * interval + 5
+    usable = isinstance(interval, (int, float)) and not isinstance(interval, bool) and math.isfinite(interval)
+    interval = float(interval) if usable and interval > 0 else default_interval
+    return age is not None and age > STALE_HEARTBEATS * interval + STALE_GRACE_S
+
+
+def ago(seconds: float) -> str:
+    """A rough age in words: ``40 s``, ``5 min``, ``2 h 5 min``, ``3 d 4 h``."""
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _steps(data: dict[str, Any]) -> str:
+    return f"step {data.get('current_step', '?')}/{data.get('total_steps', '?')}"
+
+
+def training_view(data: dict[str, Any], age: float | None) -> dict[str, str]:
+    """The verdict on one run: failed beats everything, then finished, then a lost heartbeat."""
+    phase = data.get("phase") if isinstance(data.get("phase"), str) else PHASE_OF_STATUS.get(data.get("status"))
+    if phase == "failed" or data.get("status") == "crashed":
+        why = data.get("error_type") or "no error type recorded"
+        return {"state": "failed", "tone": "bad", "text": f"failed at {_steps(data)} ({why})"}
+    if phase == "completed":
+        return {"state": "completed", "tone": "ok", "text": "completed"}
+    if phase == "stopped":
+        return {"state": "stopped", "tone": "neutral", "text": f"stopped at {_steps(data)}"}
+    if is_stale(age, data):
+        return {
+            "state": "stale",
+            "tone": "warn",
+            "text": f"stale: no heartbeat for {ago(age or 0)}; the process may be gone (last phase {phase})",
+        }
+    return {"state": "running", "tone": "active", "text": str(phase or "starting")}
+
+
+def daemon_view(data: dict[str, Any], age: float | None) -> dict[str, str]:
+    if data.get("running") is False or data.get("state") == "stopped":
+        return {"state": "not running", "tone": "neutral", "text": "not running"}
+    if is_stale(age, data, default_interval=5.0):
+        return {
+            "state": "stale",
+            "tone": "warn",
+            "text": f"stale: no heartbeat for {ago(age or 0)}; the daemon may be gone",
+        }
+    busy = data.get("state") in ("training", "evaluating", "stopping")
+    return {"state": "running", "tone": "active" if busy else "neutral", "text": str(data.get("state") or "starting")}
+
+
+def inside_run(run_dir: Path, name: str) -> Path | None:
+    """The real path of ``run_dir/name``, or None while it does not exist.
+
+    Raises:
+        NotServed: the real path (all symlinks followed) is outside the real run folder, or is
+            not a regular file. The run folder itself may be a symlink (outputs on another disk).
+    """
+    try:
+        folder = run_dir.resolve()
+        real = (run_dir / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise NotServed(f"{run_dir / name} cannot be resolved: {exc}") from exc
+    if not real.is_relative_to(folder) or real == folder:
+        raise NotServed(f"{run_dir / name} leads outside the run folder (to {real})")
+    try:
+        mode = real.stat().st_mode
+    except OSError:
+        return None
+    if not stat.S_ISREG(mode):
+        raise NotServed(f"{run_dir / name} is not a regular file")
+    return real
 
 
 @dataclass(frozen=True)
@@ -88,17 +199,29 @@ class Sources:
     def daemon(self) -> dict[str, Any]:
         data, why = read_json(self.daemon_status)
         if data is None:
-            return {"waiting": why}
+            if not self.daemon_status.exists():
+                return {"waiting": why, "view": {"state": "not running", "tone": "neutral", "text": "not running"}}
+            return {"waiting": why, "view": {"state": "waiting", "tone": "neutral", "text": "waiting"}}
         age = age_seconds(data.get("timestamp"))
-        data["stale"] = data.get("state") != "stopped" and is_stale(age, data)
+        view = daemon_view(data, age)
+        data["view"] = view
+        data["stale"] = view["state"] == "stale"
         data["age_seconds"] = age
-        return data
+        if view["state"] != "running" and "current_job" in data:
+            # the job a dead daemon last reported is history, not work in progress
+            data["last_job"] = data.pop("current_job")
+        return spell_non_finite(data)
 
     def training_file(self) -> Path:
         """The daemon's running job if there is one, else the configured training status."""
         daemon, _ = read_json(self.daemon_status)
         job = (daemon or {}).get("current_job")
-        if isinstance(job, dict) and daemon.get("state") != "stopped" and isinstance(job.get("status_file"), str):
+        if (
+            isinstance(job, dict)
+            and isinstance(job.get("status_file"), str)
+            and daemon.get("state") != "stopped"
+            and daemon.get("running") is not False
+        ):
             return Path(job["status_file"])
         return self.training_status
 
@@ -106,23 +229,29 @@ class Sources:
         path = self.training_file()
         data, why = read_json(path)
         if data is None:
-            return {"waiting": why, "file": str(path)}
+            return {"waiting": why, "file": str(path), "view": {"state": "waiting", "tone": "neutral", "text": "waiting"}}
         age = age_seconds(data.get("timestamp"))
-        data["stale"] = data.get("phase") not in TERMINAL_PHASES and is_stale(age, data)
+        view = training_view(data, age)
+        data["view"] = view
+        data["stale"] = view["state"] == "stale"
         data["age_seconds"] = age
         data["file"] = str(path)
-        return data
+        if view["state"] != "running":
+            data["eta_seconds"] = None  # an ETA from a finished, failed or vanished process is not true
+        return spell_non_finite(data)
 
     def _run_file(self, name: str) -> Path | None:
         data, _ = read_json(self.training_file())
         run_dir = (data or {}).get("run_dir")
-        return Path(run_dir) / name if isinstance(run_dir, str) and run_dir else None
+        return inside_run(Path(run_dir), name) if isinstance(run_dir, str) and run_dir else None
 
     def metrics(self) -> list[dict[str, Any]]:
+        """Raises NotServed for a metrics file that leads outside its run folder."""
         path = self._run_file("metrics.jsonl")
         keep = ("step", "loss", "learning_rate", "grad_norm", "tokens_per_sec", "epoch")
-        return [{k: r.get(k) for k in keep} for r in read_jsonl(path)] if path else []
+        return spell_non_finite([{k: r.get(k) for k in keep} for r in read_jsonl(path)] if path else [])
 
     def previews(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Raises NotServed for a previews file that leads outside its run folder."""
         path = self._run_file("previews.jsonl")
-        return read_jsonl(path)[-limit:] if path else []
+        return spell_non_finite(read_jsonl(path)[-limit:] if path else [])

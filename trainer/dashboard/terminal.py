@@ -1,15 +1,22 @@
-"""The terminal view: the dashboard's essentials as text, redrawn in place, for headless servers."""
+"""The terminal view: the dashboard's essentials as text, redrawn in place, for headless servers.
+
+It renders the snapshots' ``view`` verdicts (see :mod:`trainer.dashboard.snapshot`): a failed,
+stale or stopped run gets no ETA, and a failed one no progress bar.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
-from trainer.dashboard.snapshot import Sources
+from trainer.dashboard.snapshot import NotServed, Sources, spell_non_finite
 from trainer.monitoring.formatting import format_duration
 
 SPARK = "▁▂▃▄▅▆▇█"
+NON_FINITE = ("NaN", "Infinity", "-Infinity")  # how snapshots spell non-finite numbers
 
 
 def sparkline(values: list[float], width: int = 40) -> str:
@@ -26,52 +33,93 @@ def bar(fraction: float, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _num(value: Any, spec: str) -> str:
-    return format(value, spec) if isinstance(value, (int, float)) else "–"
+    """A number in ``spec``; a non-finite one by its name (``NaN``), never as 0; else ``–``."""
+    value = spell_non_finite(value)
+    if _finite(value):
+        return format(value, spec)
+    return value if value in NON_FINITE else "–"
+
+
+def _progress_line(s: dict[str, Any]) -> str:
+    view = s.get("view") or {}
+    steps = f"step {s.get('current_step')}/{s.get('total_steps')}"
+    if view.get("state") == "failed":
+        return f"FAILED at {steps} ({s.get('error_type') or 'no error type recorded'})"  # no bar
+    filled = bar(s["progress"] if _finite(s.get("progress")) else 0.0)
+    if view.get("state") == "running":
+        return f"{filled} {steps}  ETA {format_duration(s.get('eta_seconds'))}"
+    shout = view.get("state") == "stale"
+    return f"{filled} {steps}  {view.get('text', '').upper() if shout else view.get('text', '')}"
 
 
 def training_lines(s: dict[str, Any], metrics: list[dict[str, Any]], previews: list[dict[str, Any]]) -> list[str]:
     if "waiting" in s:
         return [f"training: waiting: {s['waiting']}"]
     lines = [
-        f"run {s.get('run_name')}  phase {s.get('phase')}{'  (no heartbeat!)' if s.get('stale') else ''}  "
-        f"model {s.get('model_name')}  profile {s.get('profile')}",
-        f"{bar(s.get('progress') or 0)} step {s.get('current_step')}/{s.get('total_steps')}  "
-        f"ETA {format_duration(s.get('eta_seconds'))}",
-        f"loss {_num(s.get('loss'), '.4f')}  lr {_num(s.get('learning_rate'), '.2e')}  "
-        f"tokens/s {_num(s.get('tokens_per_sec'), '.0f')}  format ok {_num(s.get('format_ok_percent'), '.0f')}%  "
-        f"accuracy {_num(s.get('accuracy_percent'), '.0f')}%",
+        f"run {s.get('run_name')}  phase {s.get('phase')}  model {s.get('model_name')}  profile {s.get('profile')}",
+        _progress_line(s),
+        (
+            f"loss {_num(s.get('loss'), '.4f')}  lr {_num(s.get('learning_rate'), '.2e')}  "
+            f"tokens/s {_num(s.get('tokens_per_sec'), '.0f')}  format ok {_num(s.get('format_ok_percent'), '.0f')}%  "
+            f"accuracy {_num(s.get('accuracy_percent'), '.0f')}%"
+        ),
     ]
-    losses = [m["loss"] for m in metrics if isinstance(m.get("loss"), (int, float))]
+    losses = [m["loss"] for m in metrics if _finite(m.get("loss"))]
     if losses:
         lines.append(f"loss curve {sparkline(losses)}  ({losses[0]:.3f} -> {losses[-1]:.3f})")
+    broken = [str(m.get("step")) for m in metrics if spell_non_finite(m.get("loss")) in NON_FINITE]
+    if broken:
+        lines.append(f"loss not finite at step {', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}")
     for p in previews[-3:]:
         marks = f"format {'ok' if p.get('format_ok') else 'BAD'}, answer {'right' if p.get('matches') else 'wrong' if p.get('matches') is False else '?'}"
         output = " ".join(str(p.get("model_output", "")).split())[:100]
         lines.append(f"  step {p.get('step')}: {output!r} ({marks})")
-    if s.get("error_message"):
+    if s.get("error_message") or s.get("error_type"):
         lines.append(f"ERROR {s.get('error_type')}: {s.get('error_message')}")
     return lines
 
 
+def _job_line(d: dict[str, Any]) -> str:
+    job, last = d.get("current_job"), d.get("last_job")
+    if isinstance(job, dict):
+        return f"  job: {job.get('name')} attempt {job.get('attempt')} {job.get('phase') or ''}"
+    if isinstance(last, dict):  # the snapshot moves a dead daemon's job here: history, not work
+        return f"  job: none running (last reported: {last.get('name')}, attempt {last.get('attempt')}, {last.get('phase') or 'starting'})"
+    return "  job: none"
+
+
 def daemon_lines(d: dict[str, Any]) -> list[str]:
+    view = d.get("view") or {}
     if "waiting" in d:
-        return [f"daemon: waiting: {d['waiting']}"]
-    job = d.get("current_job")
+        return [f"daemon: {view.get('text', 'waiting')}: {d['waiting']}"]
     hero = d.get("hero") or {}
+    state = d.get("state") if view.get("state") == "running" else str(view.get("text")).upper()
     lines = [
-        f"daemon {d.get('state')}{' (no heartbeat!)' if d.get('stale') else ''}  hero v{hero.get('version', 0)}  "
-        f"done {d.get('jobs_done', 0)}  failed {d.get('jobs_failed', 0)}",
-        f"  job: {job['name']} attempt {job['attempt']} {job.get('phase') or ''}" if job else "  job: none",
-        "  queue: " + (", ".join(f"{q['name']} ({q['priority']})" for q in d.get("queue", [])) or "empty"),
+        f"daemon {state}  hero v{hero.get('version', 0)}  done {d.get('jobs_done', 0)}  failed {d.get('jobs_failed', 0)}",
+        _job_line(d),
+        "  queue: " + (", ".join(f"{q.get('name')} ({q.get('priority')})" for q in d.get("queue", [])) or "empty"),
     ]
     for j in d.get("recent_jobs", [])[:3]:
-        lines.append(f"  {j['name']}: {j['outcome']}" + (f" — {j['error']}" if j.get("error") else ""))
+        lines.append(f"  {j.get('name')}: {j.get('outcome')}" + (f" — {j['error']}" if j.get("error") else ""))
     return lines
 
 
+def _read_run_file(read: Callable[[], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[str]]:
+    try:
+        return read(), []
+    except NotServed as exc:
+        return [], [f"not read: {exc}"]
+
+
 def render(sources: Sources) -> str:
-    lines = training_lines(sources.training(), sources.metrics(), sources.previews(limit=3))
+    metrics, refused = _read_run_file(sources.metrics)
+    previews, refused_too = _read_run_file(lambda: sources.previews(limit=3))
+    lines = training_lines(sources.training(), metrics, previews) + refused + refused_too
     return "\n".join([*lines, "", *daemon_lines(sources.daemon())]) + "\n"
 
 
