@@ -97,6 +97,8 @@ class DataSummary(BaseModel):
     rows_rejected: int = 0
     rows_truncated: int = 0
     rows_held_out: int = 0
+    rows_held_out_copies: int = Field(0, description="Repeats of held-out prompts, kept out of training.")
+    rows_duplicate: int = Field(0, description="Rows identical to an earlier row.")
     trainable_token_fraction: float | None = None
     rejects_file: str | None = None
     report_file: str | None = None

@@ -194,6 +194,8 @@ class TrainerEngine:
                 rows_rejected=report.rows_rejected,
                 rows_truncated=report.rows_truncated,
                 rows_held_out=report.rows_held_out,
+                rows_held_out_copies=report.rows_held_out_copies,
+                rows_duplicate=report.rows_duplicate,
                 trainable_token_fraction=report.trainable_token_fraction,
                 rejects_file=report.rejects_file,
                 report_file=str(s.run_dir / "data_report.json"),

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-KEY_VERSION = 1  # bump when the prepared format changes
+KEY_VERSION = 2  # bump when the prepared format changes
 
 
 def file_digest(path: Path) -> str:
@@ -69,8 +69,10 @@ class PreparedCache:
 
         try:
             return load_from_disk(str(folder / "train")), json.loads(meta.read_text("utf-8"))
-        except (OSError, ValueError, FileNotFoundError):
-            return None  # a damaged entry is a miss; it is rebuilt and replaced
+        except (OSError, ValueError, IndexError):
+            # A damaged entry (or one of no rows, which datasets cannot load) is a miss; it is
+            # rebuilt and replaced.
+            return None
 
     def store(self, key: str, dataset: Any, meta: dict[str, Any]) -> None:
         """Write into a temp folder and rename it into place, so readers never see half."""

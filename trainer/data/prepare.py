@@ -87,12 +87,48 @@ def _render(examples: list[Example], profile: DataProfile, base_prompt: str, rej
     return rendered
 
 
-def _split_holdout(rendered: list[_Rendered], size: int, seed: int):
+def _prompt_key(item: _Rendered) -> str:
+    return json.dumps(item.messages[:-1], sort_keys=True, ensure_ascii=False)
+
+
+def _split_holdout(rendered: list[_Rendered], size: int, seed: int, report: DataReport):
+    """Held-out rows with distinct prompts, none of which is also trained on.
+
+    Rows are drawn in a seeded shuffle, skipping a prompt already held out; every training row
+    that repeats a held-out prompt is kept out of training too (counted), or the probes would
+    measure memory, not learning. Exact duplicate rows are counted for the report.
+    """
+    seen: set[str] = set()
+    for item in rendered:
+        key = json.dumps(item.messages, sort_keys=True, ensure_ascii=False)
+        report.rows_duplicate += key in seen
+        seen.add(key)
     order = list(range(len(rendered)))
     random.Random(seed).shuffle(order)
-    held = set(order[: min(size, max(0, len(rendered) - 1))])  # always leave a row to train on
-    train = [r for i, r in enumerate(rendered) if i not in held]
+    held_prompts: dict[str, int] = {}
+    for index in order:
+        if len(held_prompts) >= size:
+            break
+        held_prompts.setdefault(_prompt_key(rendered[index]), index)
+    held = set(held_prompts.values())
     holdout = [r for i, r in enumerate(rendered) if i in held]
+    train, copies = [], 0
+    for i, item in enumerate(rendered):
+        if i in held:
+            continue
+        if _prompt_key(item) in held_prompts:
+            copies += 1
+            continue
+        train.append(item)
+    report.rows_held_out_copies = copies
+    if holdout and len(train) < len(holdout):
+        distinct = len({_prompt_key(r) for r in rendered})
+        raise DataError(
+            f"data.holdout_size={size} holds out {len(holdout)} of {len(rendered)} usable rows "
+            f"({distinct} distinct prompts{f', {copies} copies of held-out prompts kept out of training' if copies else ''}), "
+            f"leaving {len(train)} to train on. Lower it (e.g. --set data.holdout_size="
+            f"{max(0, min(size, distinct // 10))}) or add rows."
+        )
     return train, holdout
 
 
@@ -200,7 +236,7 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
             + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
         )
     rendered = _render(examples, profile, config.profile.system_prompt, rejects)
-    train, holdout = _split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed)
+    train, holdout = _split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:
         report.rows_unused = len(train) - config.data.max_rows
         train = train[: config.data.max_rows]
@@ -259,7 +295,8 @@ def prepare_data(
         train = Dataset.from_dict(columns)
         report.cache_key = key
         meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects}
-        cache.store(key, train, meta)
+        if len(train):  # datasets cannot load a saved table of no rows, and there is nothing to save
+            cache.store(key, train, meta)
     if write_outputs:
         _write_outputs(run_dir, report, rejects)
     else:

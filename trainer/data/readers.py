@@ -7,6 +7,7 @@ every reject can be traced to its file and line.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +81,42 @@ def iter_rows(paths: list[Path]) -> Iterator[RawRow | Rejected]:
         yield from READERS[path.suffix.lower()](path)
 
 
+# Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 LE"),
+    (codecs.BOM_UTF32_BE, "UTF-32 BE"),
+    (codecs.BOM_UTF16_LE, "UTF-16 LE"),
+    (codecs.BOM_UTF16_BE, "UTF-16 BE"),
+)
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """UTF-16 / UTF-32, told by a byte-order mark or by zero bytes in mostly-ASCII text: such a
+    file can never be read as UTF-8, so it stops the job with a name for what it is."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"{name} (it starts with a {name.split()[0]} byte-order mark)"
+    if len(head) >= 8 and head.count(0) >= len(head) // 4:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        return f"{'UTF-16 BE' if even > odd else 'UTF-16 LE'} (every other byte is zero)"
+    return None
+
+
+def not_utf8_reason(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """'not valid UTF-8 ...', with the 8-bit encoding the bytes seem to be in when one fits.
+
+    A guess, said as one: charset detectors guess no better on a line of mostly-ASCII JSON, and
+    Windows-1252 (a superset of printable Latin-1) is what spreadsheets and editors on Windows
+    write; bytes it cannot map are not that either.
+    """
+    reason = f"not valid UTF-8: {exc.reason} at byte {exc.start}"
+    try:
+        raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return reason
+    return reason + "; the text seems to be Windows-1252 / Latin-1: convert the file to UTF-8 (iconv -f CP1252 -t UTF-8)"
+
+
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -106,11 +143,18 @@ def read_jsonl(path: Path) -> Iterator[RawRow | Rejected]:
     """
     file = str(path)
     with path.open("rb") as handle:
+        wide = wide_encoding(handle.read(4096))
+        if wide:
+            yield Rejected(file, None, f"the file is {wide}, not UTF-8; convert it to UTF-8 (iconv -f {wide.split(' (')[0].replace(' ', '')} -t UTF-8)", stage=FILE_STAGE)
+            return
+        handle.seek(0)
+        lines_seen = False
         for lineno, raw_line in enumerate(handle, start=1):
+            lines_seen = lines_seen or bool(raw_line.strip())
             try:
                 text = raw_line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                reason = f"not valid UTF-8: {exc.reason} at byte {exc.start}"
+                reason = not_utf8_reason(raw_line, exc)
                 preview = raw_line.decode("utf-8", errors="replace").rstrip("\r\n")
                 yield Rejected(file, lineno, reason, raw=preview[:RAW_PREVIEW_CHARS])
                 continue
@@ -125,6 +169,8 @@ def read_jsonl(path: Path) -> Iterator[RawRow | Rejected]:
                 yield Rejected(file, lineno, reason, raw=text.rstrip("\r\n")[:RAW_PREVIEW_CHARS])
                 continue
             yield _row_or_reject(file, lineno, value, text.rstrip("\r\n"))
+    if not lines_seen:
+        yield Rejected(file, None, "empty file: no rows in it", stage=FILE_STAGE)
 
 
 def read_json(path: Path) -> Iterator[RawRow | Rejected]:
@@ -135,14 +181,18 @@ def read_json(path: Path) -> Iterator[RawRow | Rejected]:
     """
     file = str(path)
     data = path.read_bytes()
+    if not data.strip():
+        yield Rejected(file, None, "empty file: no rows in it", stage=FILE_STAGE)
+        return
+    wide = wide_encoding(data[:4096])
+    if wide:
+        yield Rejected(file, None, f"the file is {wide}, not UTF-8; convert it to UTF-8", stage=FILE_STAGE)
+        return
     try:
         value = json.loads(data.decode("utf-8").removeprefix(_BOM))
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        reason = (
-            "invalid JSON file (no row of it can be read): "
-            f"not valid UTF-8 at byte {exc.start}"
-        )
+        reason = "invalid JSON file (no row of it can be read): " + not_utf8_reason(data, exc)
         yield Rejected(file, line, reason, stage=FILE_STAGE)
         return
     except json.JSONDecodeError as exc:

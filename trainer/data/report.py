@@ -10,7 +10,8 @@ from typing import Any
 
 from trainer.data.example import Rejected
 
-_NUMBER = re.compile(r"\b[0-9]+\b")
+# A count or position ("byte 17", "(300 > 256 tokens)"), not part of a name ("UTF-8", "Windows-1252").
+_NUMBER = re.compile(r"(?<![\w-])[0-9]+(?![\w-])")
 
 
 def reason_group(rejected: Rejected) -> str:
@@ -34,7 +35,9 @@ def length_stats(lengths: list[int]) -> dict[str, float]:
 @dataclass
 class DataReport:
     """Counts and statistics of one data preparation. Every row read is in exactly one of
-    rows_used, rows_held_out, rows_rejected or rows_unused (cut by data.max_rows)."""
+    rows_used, rows_held_out, rows_held_out_copies (repeats of a held-out prompt, kept out of
+    training), rows_rejected or rows_unused (cut by data.max_rows). rows_duplicate counts rows
+    identical to an earlier one, wherever they went."""
 
     files: list[str] = field(default_factory=list)
     formats: dict[str, int] = field(default_factory=dict)
@@ -43,6 +46,8 @@ class DataReport:
     rows_held_out: int = 0
     rows_rejected: int = 0
     rows_unused: int = 0
+    rows_held_out_copies: int = 0
+    rows_duplicate: int = 0
     rows_truncated: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     token_lengths: dict[str, float] = field(default_factory=dict)
@@ -86,6 +91,8 @@ class DataReport:
             f"rows: {self.rows_total} read, {self.rows_used} used for training, "
             f"{self.rows_held_out} held out, {self.rows_rejected} rejected, "
             f"{self.rows_truncated} truncated, {self.rows_unused} unused (data.max_rows)",
+            f"duplicates: {self.rows_duplicate} rows repeat an earlier row exactly; "
+            f"{self.rows_held_out_copies} repeats of held-out prompts kept out of training",
             f"formats: {', '.join(f'{k} {v}' for k, v in self.formats.items()) or 'none'}",
             f"token lengths: {self.token_lengths or 'n/a'} (max_length {self.max_length}, "
             f"over-long rows: {self.overlong_policy})",
