@@ -195,3 +195,13 @@ def test_summary_never_prints_nan_as_zero():
     text = format_summary(JobResult(run_dir=None, model_path=None, final_metrics={"loss_start": 6.5, "loss_end": None}))
     assert "6.5000 at start -> n/a at end" in text
     assert "nan at end" in format_summary(JobResult(None, None, {"loss_start": 1.0, "loss_end": float("nan")}))
+
+
+def test_logged_nan_fails_only_under_the_fail_policy():
+    from trainer.core.divergence import DivergenceGuard
+
+    for policy, fails in (("fail", True), ("skip", False)):
+        guard = DivergenceGuard(GuardSection(on_nonfinite=policy))
+        control = _Control()
+        guard.on_log(None, SimpleNamespace(global_step=4), control, logs={"loss": float("nan")})
+        assert control.should_training_stop is fails and (guard.failure is not None) is fails

@@ -138,8 +138,9 @@ class DivergenceGuard(TrainerCallback):
                 control.should_training_stop = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        # Belt and braces for trainers whose loss does not pass through training_step.
-        if self.failure is None and logs and not is_finite(logs.get("loss")):
+        # Belt and braces for trainers whose loss does not pass through training_step. Under
+        # "skip", a skipped step's NaN is inside the logged window average by design.
+        if self.settings.on_nonfinite == "fail" and self.failure is None and logs and not is_finite(logs.get("loss")):
             self.failure = Divergence(state.global_step, f"the logged loss became {_describe(float(logs['loss']))}")
             control.should_training_stop = True
             control.should_save = False

@@ -90,8 +90,14 @@ def plan_run(config: TrainerConfig) -> RunPlan:
 
 
 def _new_run_dir(config: TrainerConfig, root: Path) -> Path:
+    """``<profile>-<time>``, with a counter when two jobs start within the same second."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return root / f"{config.profile.name.replace('+', '_').replace(':', '_')}-{stamp}"
+    base = f"{config.profile.name.replace('+', '_').replace(':', '_')}-{stamp}"
+    candidate, count = root / base, 1
+    while candidate.exists():
+        count += 1
+        candidate = root / f"{base}-{count}"
+    return candidate
 
 
 def _plan_auto(config: TrainerConfig, root: Path, named: Path | None) -> RunPlan:
