@@ -64,8 +64,8 @@ def assistant_spans(
     full = _render(tokenizer, messages, chat_template, prompt=False)
     spans = []
     for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
+        if message["role"] != "assistant" or message.get("train", True) is False:
+            continue  # "train": False marks a context-only turn (e.g. LLaMA-Factory loss_weight 0)
         prompt = _render(tokenizer, messages[:index], chat_template, prompt=True)
         upto = _render(tokenizer, messages[: index + 1], chat_template, prompt=False)
         if not (upto.startswith(prompt) and full.startswith(upto)):

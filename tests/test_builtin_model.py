@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -78,6 +79,24 @@ def test_resolving_again_reuses_the_build(folder):
     before = (folder / "model.safetensors").stat().st_mtime_ns
     assert resolve_model_path(SPEC, folder.parent) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_first_build_says_so_in_one_line_and_a_built_one_says_nothing(tmp_path, monkeypatch,
+                                                                     caplog):
+    def quick_build(spec, staging: Path) -> None:
+        (staging / COMPLETE_MARKER).write_text("{}")
+
+    monkeypatch.setattr(builtin, "build_builtin", quick_build)
+    caplog.set_level(logging.INFO, logger=builtin.__name__)
+    folder = resolve_model_path(SPEC, tmp_path)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"building the embedded model builtin:tiny-qwen3 into {folder} (first use, a few seconds)"
+    ]
+    assert caplog.records[0].levelno == logging.INFO
+    caplog.clear()
+    assert resolve_model_path(SPEC, tmp_path) == folder
+    assert resolve_model_path("Qwen/Qwen3-0.6B", tmp_path) == Path("Qwen/Qwen3-0.6B")
+    assert caplog.records == [], "nothing is said when the build is already there"
 
 
 # --- atomic publication ------------------------------------------------------------------------

@@ -233,11 +233,12 @@ ROW_ERRORS = [
     ({"messages": [user("q"), {"role": "assistant", "content": 4}]}, "auto",
      "messages turn 2: field 'content' must be a string or a list of text parts, got int"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-     "auto", "messages turn 1: content part 1 has type 'image_url'; only text parts are supported"),
+     "auto", "messages turn 1: content part 1 has type 'image_url'; supported part types: text, reasoning"),
     ({"messages": [{"role": "user", "content": ["q"]}]}, "auto",
      "messages turn 1: content part 1 must be an object, got str"),
     ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "auto",
-     "messages turn 1: content part 1: field 'text' must be a string, got null"),
+     "messages turn 1: content part 1: field 'text' (OpenAI) or 'value' (LLaMA-Factory) must be a "
+     "string, got null"),
     ({"conversations": [{"from": "bot", "value": "x"}]}, "auto",
      "conversations turn 1: unknown role 'bot'; known roles: human, user, gpt, assistant, model, "
      "system, function_call, observation, tool"),
@@ -306,7 +307,8 @@ def test_jsonl_bad_lines_are_rejected_with_line_numbers(tmp_path):
         (3, "invalid JSON: Expecting value at column 10",
          '{"text": tw}', "read"),
         (4, "expected a JSON object, got list", "[1, 2]", "read"),
-        (5, "not valid UTF-8: invalid continuation byte at byte 13", '{"text": "caf\ufffd"}', "read"),
+        (5, "not valid UTF-8: invalid continuation byte at byte 13; the text seems to be Windows-1252 / "
+            "Latin-1: convert the file to UTF-8 (iconv -f CP1252 -t UTF-8)", '{"text": "caf\ufffd"}', "read"),
     ]  # fmt: skip
 
 

@@ -18,14 +18,18 @@ class Example:
 
     Attributes:
         messages: chat turns, each {"role": "system"|"user"|"assistant", "content": str}; the
-            last turn is the assistant's answer to learn.
+            last turn is the assistant's answer to learn. An earlier assistant turn that is
+            context only (LLaMA-Factory's ``loss_weight: 0``) also has ``"train": False``, and
+            the loss must not fall on it; the last turn is always trained.
         final_answer: the bare final answer when the data has one (GSM8K's "#### 42" -> "42").
-        reasoning: reasoning steps, one string per step, when the data has them.
+        reasoning: reasoning steps of the last turn, one string per step, when the data has them
+            (GSM8K's lines before "####"; the lines of LLaMA-Factory's reasoning parts, which are
+            not also in the last turn's content). Profiles render them as their thinking.
         source: "<file>:<line>" (line is 1-based; for JSON arrays and parquet, the row index
             1-based) so every example can be traced back.
     """
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     final_answer: str | None = None
     reasoning: list[str] | None = None
     source: str = ""

@@ -8,6 +8,7 @@ normalised except where a shape defines it (GSM8K's ``<<calc>>`` annotations).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,32 +75,94 @@ def _list_field(row: Mapping[str, Any], name: str) -> list[Any]:
     return value
 
 
-def _turn(role: str, content: str) -> dict[str, str]:
+def _turn(role: str, content: str) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-# --- messages (OpenAI) ----------------------------------------------------------------------------
+# --- messages (OpenAI, LLaMA-Factory) -------------------------------------------------------------
+
+# Content part types a turn may hold. "text" is the turn's text; "reasoning" (LLaMA-Factory) is an
+# assistant turn's thinking, which the profile renders in its own format. Images, tool calls and
+# the like have nowhere to go in a text-only example, so they are refused by name.
+PART_TYPES = ("text", "reasoning")
+# A part's string is under "text" (OpenAI: {"type": "text", "text": ...}) or "value"
+# (LLaMA-Factory: {"type": "text", "value": ...}). Each style is joined the way its own tools join
+# it: OpenAI parts by newlines, as vLLM's chat utils do; LLaMA-Factory parts back to back, as its
+# renderers do.
+PART_STYLES = {"text": "\n", "value": ""}
 
 
-def _text_of_parts(parts: list[Any], where: str) -> str:
-    """OpenAI multi-part content -> text; parts joined by newlines, as vLLM's chat utils do."""
-    texts = []
+@dataclass
+class _Turn:
+    """A parsed chat turn: its message dict, plus the reasoning it carried (assistant only)."""
+
+    message: dict[str, Any]
+    reasoning: str = ""
+
+
+def _part_string(part: dict[str, Any], where: str) -> tuple[str, str]:
+    """The part's string and the key it was under ("text" or "value"); a null key is absent, as
+    parquet fills the keys a part lacks with nulls."""
+    keys = [key for key in PART_STYLES if part.get(key) is not None]
+    if len(keys) > 1:
+        raise RowError(f"{where}: has both 'text' and 'value'; keep one")
+    key = keys[0] if keys else "text"
+    if not isinstance(part.get(key), str):
+        name = f"'{key}'" if keys else "'text' (OpenAI) or 'value' (LLaMA-Factory)"
+        raise RowError(f"{where}: field {name} must be a string, got {_type_name(part.get(key))}")
+    return part[key], key
+
+
+def _parse_parts(parts: list[Any], where: str, role: str) -> tuple[str, str]:
+    """Multi-part content -> (text, reasoning), each part type joined in its style's way."""
+    found: dict[str, list[str]] = {kind: [] for kind in PART_TYPES}
+    styles = set()
     for index, part in enumerate(parts, start=1):
+        at = f"{where}: content part {index}"
         if not isinstance(part, dict):
-            got = _type_name(part)
-            raise RowError(f"{where}: content part {index} must be an object, got {got}")
-        if part.get("type") != "text":
+            raise RowError(f"{at} must be an object, got {_type_name(part)}")
+        kind = part.get("type")
+        if kind not in PART_TYPES:
+            raise RowError(f"{at} has type {kind!r}; supported part types: {', '.join(PART_TYPES)}")
+        if kind == "reasoning" and role != "assistant":
+            raise RowError(f"{at} is reasoning in a {role} turn; only assistant turns reason")
+        text, style = _part_string(part, at)
+        found[kind].append(text)
+        styles.add(style)
+    if len(styles) > 1:
+        raise RowError(f"{where}: content parts mix OpenAI 'text' and LLaMA-Factory 'value' keys")
+    joiner = PART_STYLES[styles.pop()] if styles else ""
+    return joiner.join(found["text"]), joiner.join(found["reasoning"])
+
+
+def _trains(turn: Mapping[str, Any], where: str, role: str) -> bool:
+    """Whether the turn is trained, from LLaMA-Factory's per-turn ``loss_weight``.
+
+    Absent (or null, parquet's filler) means LLaMA-Factory's defaults: assistant turns are
+    trained, other turns are not. Only whole turns can be in or out of the loss (labels carry no
+    weights), so a weight other than 0 or 1 is refused rather than rounded; and only assistant
+    turns can be trained at all.
+    """
+    weight = turn.get("loss_weight")
+    if weight is None:
+        return role == "assistant"
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise RowError(f"{where}: field 'loss_weight' must be a number, got {_type_name(weight)}")
+    if not math.isfinite(weight):
+        raise RowError(f"{where}: field 'loss_weight' must be a finite number, got {weight}")
+    if role != "assistant":
+        if weight != 0:
             raise RowError(
-                f"{where}: content part {index} has type {part.get('type')!r}; "
-                "only text parts are supported"
+                f"{where}: loss_weight {weight:g} on a {role} turn; only assistant turns are "
+                "trained, so give 0 or leave it out"
             )
-        if not isinstance(part.get("text"), str):
-            raise RowError(
-                f"{where}: content part {index}: field 'text' must be a string, "
-                f"got {_type_name(part.get('text'))}"
-            )
-        texts.append(part["text"])
-    return "\n".join(texts)
+        return False
+    if weight not in (0, 1):
+        raise RowError(
+            f"{where}: loss_weight {weight:g} is not supported; give 1 (train the turn) or 0 "
+            "(context only)"
+        )
+    return weight == 1
 
 
 def _require_keys(turn: Any, where: str, keys: tuple[str, str]) -> None:
@@ -111,34 +174,67 @@ def _require_keys(turn: Any, where: str, keys: tuple[str, str]) -> None:
             raise RowError(f"{where}: missing field '{key}'")
 
 
-def _parse_messages(turns: list[Any], field: str) -> list[dict[str, str]]:
-    """A list of ``{role, content}`` turns, checked; ``field`` names it in error messages."""
-    messages = []
+def _parse_messages(turns: list[Any], field: str) -> list[_Turn]:
+    """A list of ``{role, content, loss_weight?}`` turns, checked; ``field`` names it in errors."""
+    parsed = []
     for index, turn in enumerate(turns, start=1):
         where = f"{field} turn {index}"
         _require_keys(turn, where, ("role", "content"))
-        role, content = turn["role"], turn["content"]
+        role, content, reasoning = turn["role"], turn["content"], ""
         if role not in ROLES:
             raise RowError(f"{where}: unknown role {role!r}; known roles: {', '.join(ROLES)}")
         if isinstance(content, list):
-            content = _text_of_parts(content, where)
+            content, reasoning = _parse_parts(content, where, role)
         elif not isinstance(content, str):
             raise RowError(
                 f"{where}: field 'content' must be a string or a list of text parts, "
                 f"got {_type_name(content)}"
             )
-        messages.append(_turn(role, content))
-    return messages
+        message = _turn(role, content)
+        trained = _trains(turn, where, role)  # checked on every turn: a bad weight is refused
+        if role == "assistant" and not trained:
+            message["train"] = False  # context only: see Example.messages
+        parsed.append(_Turn(message, reasoning))
+    return parsed
+
+
+def _steps(reasoning: str) -> list[str] | None:
+    # One step per non-empty line, as GSM8K's reasoning is: regime3 numbers each step, and
+    # emoji_think's thinking must hold no blank line (its format ends the thinking at one).
+    steps = [line for line in reasoning.split("\n") if line.strip()]
+    return steps or None
+
+
+def _example_of_turns(turns: list[_Turn]) -> Example:
+    """The example of parsed turns: untrained turns after the last trained one are dropped, and
+    the reasoning of the final turn becomes the example's.
+
+    Dropping the tail changes nothing that is learned (a causal LM's loss on a trained turn never
+    sees later tokens), and it keeps the contract that the last turn is the answer to learn. The
+    reasoning of earlier assistant turns is not kept: Qwen3's and LLaMA-Factory's own templates
+    also leave it out of the history, so the model never sees it there at inference either.
+
+    Raises:
+        RowError: there are assistant turns but every one has ``loss_weight`` 0.
+    """
+    answers = [i for i, turn in enumerate(turns) if turn.message["role"] == "assistant"]
+    trained = [i for i in answers if turns[i].message.get("train", True)]
+    if answers and not trained:
+        raise RowError("no turn to train: every assistant turn has loss_weight 0")
+    if answers and answers[-1] != trained[-1]:
+        turns = turns[: trained[-1] + 1]
+    reasoning = turns[-1].reasoning if turns and turns[-1].message["role"] == "assistant" else ""
+    return Example([turn.message for turn in turns], reasoning=_steps(reasoning))
 
 
 def convert_messages(row: Mapping[str, Any]) -> Example:
-    return Example(_parse_messages(_list_field(row, "messages"), "messages"))
+    return _example_of_turns(_parse_messages(_list_field(row, "messages"), "messages"))
 
 
 # --- sharegpt -------------------------------------------------------------------------------------
 
 
-def _system_turns(row: Mapping[str, Any]) -> list[dict[str, str]]:
+def _system_turns(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     system = _optional_str(row, "system")
     return [_turn("system", system)] if system else []
 
@@ -165,7 +261,7 @@ def convert_sharegpt(row: Mapping[str, Any]) -> Example:
 # --- alpaca ---------------------------------------------------------------------------------------
 
 
-def _history_turns(row: Mapping[str, Any]) -> list[dict[str, str]]:
+def _history_turns(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     if row.get("history") is None:
         return []
     turns = []
@@ -189,11 +285,11 @@ def convert_alpaca(row: Mapping[str, Any]) -> Example:
 # --- prompt / completion (TRL) --------------------------------------------------------------------
 
 
-def _side(row: Mapping[str, Any], name: str, role: str) -> list[dict[str, str]]:
+def _side(row: Mapping[str, Any], name: str, role: str) -> list[_Turn]:
     """A prompt or completion: plain text (one ``role`` turn) or TRL's conversational list."""
     value = _field(row, name)
     if isinstance(value, str):
-        return [_turn(role, value)]
+        return [_Turn(_turn(role, value))]
     if isinstance(value, list):
         return _parse_messages(value, name)
     got = _type_name(value)
@@ -201,7 +297,7 @@ def _side(row: Mapping[str, Any], name: str, role: str) -> list[dict[str, str]]:
 
 
 def convert_prompt_completion(row: Mapping[str, Any]) -> Example:
-    return Example(_side(row, "prompt", "user") + _side(row, "completion", "assistant"))
+    return _example_of_turns(_side(row, "prompt", "user") + _side(row, "completion", "assistant"))
 
 
 # --- question / answer (GSM8K) --------------------------------------------------------------------
@@ -273,7 +369,7 @@ def detect_format(row: Mapping[str, Any]) -> str:
     )
 
 
-def validate_conversation(messages: list[dict[str, str]]) -> None:
+def validate_conversation(messages: list[dict[str, Any]]) -> None:
     """Checks every shape's result shares: system first only, ends on a non-empty assistant turn."""
     for position, turn in enumerate(messages[1:], start=2):
         if turn["role"] == "system":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.models.templates import CHATML_TEMPLATE
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
 # Written last into a build folder: its presence means the folder is complete.
@@ -132,6 +135,9 @@ def resolve_model_path(spec: str, cache_root: Path) -> Path:
     if folder.is_dir() and any(folder.iterdir()):
         raise RuntimeError(f"{folder} exists but is not a complete builtin build "
                            f"(no {COMPLETE_MARKER}); delete it to rebuild")
+    # The build takes a few seconds the first time and none after; say why this run paused.
+    log.info("building the embedded model %s%s into %s (first use, a few seconds)",
+             BUILTIN_PREFIX, builtin.name, folder)
     publish_build(builtin, folder)
     return folder
 
