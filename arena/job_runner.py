@@ -81,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = ConfigLoader(args.config)
     try:
         config = loader.apply(values, source=f"job {record.id}")
-        from trainer.core.engine import TrainerEngine
+        from trainer.core.engine import TrainerEngine, is_main_process
         from trainer.monitoring import TrainingStatusWriter
 
-        writer = TrainingStatusWriter(config.resolve_path(config.system.status_file))
+        writer = TrainingStatusWriter(config.resolve_path(config.system.status_file), enabled=is_main_process())
         code, result = execute(config, loader.sources, TrainerEngine(writer))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -87,7 +87,9 @@ def tokenize_with_mask(
     (``<|im_end|>``) is learned and the role header before the answer is not.
     """
     text, spans = assistant_spans(tokenizer, messages, chat_template)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    # verbose=False: no "Token indices sequence length is longer..." warning; the data layer
+    # counts and reports over-long rows itself, against data.max_length.
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids = list(encoded["input_ids"])
     offsets = [tuple(o) for o in encoded["offset_mapping"]]
     labels = [

@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     try:
         config, loader = load_config(args)
+        if config.debug.verbose:  # from the config file as much as from -v
+            logging.getLogger().setLevel(logging.DEBUG)
         handler = next((h for name, h in MODES.items() if getattr(args, name)), _train)
         return handler(config, loader, args)
     except ConfigError as exc:

@@ -57,7 +57,6 @@ class JobResult:
     run_dir: Path
     model_path: Path | None
     final_metrics: dict[str, Any] = field(default_factory=dict)
-    data_report: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     probes: list[Probe] = field(default_factory=list, repr=False)  # held-out prompts, for evaluation
 
@@ -161,7 +160,7 @@ class TrainerEngine:
         if s.config.debug.dry_run:
             self._print_samples(s)
             s.writer.set_phase("completed", final_metrics={"dry_run": True})
-            return JobResult(s.run_dir, None, {"dry_run": True}, report.to_json(), dry_run=True)
+            return JobResult(s.run_dir, None, {"dry_run": True}, dry_run=True)
         from trainer.core.training import train_and_save
 
         return train_and_save(s, folder)

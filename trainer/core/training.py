@@ -154,7 +154,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         "train_runtime_s": round(pace.elapsed(), 1),
         "skipped_steps": guard.skipped_steps,
     }
-    result = JobResult(s.run_dir, model_path, metrics, s.data.report.to_json(), probes=probes)
+    result = JobResult(s.run_dir, model_path, metrics, probes=probes)
     if writer.enabled:
         (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
     writer.set_phase("completed", final_model_path=str(model_path), final_metrics=metrics, progress=1.0)

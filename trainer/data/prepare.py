@@ -144,6 +144,7 @@ def _tokenize(
     kept = []
     max_len, policy = config.data.max_length, config.data.overlong_policy
     overlong = []
+    lengths: list[int] = []  # every row's full length, before drop or truncation
     for item in rendered:
         file, _, line = item.example.source.rpartition(":")
         where = (file, int(line) if line.isdigit() else None)
@@ -153,6 +154,7 @@ def _tokenize(
             rejects.append(Rejected(*where, str(exc), item.messages, "tokenize"))
             continue
         ids, labels = tokens.input_ids, tokens.labels
+        lengths.append(len(ids))
         if len(ids) > max_len:
             if policy == "error":
                 overlong.append(f"{item.example.source} ({len(ids)} tokens)")
@@ -170,11 +172,15 @@ def _tokenize(
         columns["input_ids"].append(ids)
         columns["labels"].append(labels)
         kept.append((tokens, item))
+    if lengths:
+        ordered = sorted(lengths)
+        report.longest_row_tokens = ordered[-1]
+        report.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
     if overlong:
         shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
         raise DataError(
             f"{len(overlong)} rows are longer than data.max_length={max_len} tokens and "
-            f"data.overlong_policy is 'error': {shown}"
+            f"data.overlong_policy is 'error': {shown}. {report.length_advice()}"
         )
     return columns, kept
 
@@ -186,7 +192,7 @@ def _checks(tokenizer: Any, template: str | None, kept: list[tuple[Any, _Rendere
         prompt = tokenizer.apply_chat_template(
             item.messages[:-1], chat_template=template, tokenize=False, add_generation_prompt=True
         )
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
         mismatched += tokens.input_ids[: len(prompt_ids)] != prompt_ids
     enders = {next(t for t in reversed(k.labels) if t != IGNORE_INDEX) for k, _ in kept}
     names = sorted(tokenizer.convert_ids_to_tokens(sorted(enders)))
@@ -318,6 +324,8 @@ def _write_outputs(run_dir: Path, report: DataReport, rejects: list[dict]) -> No
 def _enforce_threshold(report: DataReport, max_fraction: float) -> None:
     reasons = "; ".join(f"{n} x {r}" for r, n in list(report.rejected_by_reason.items())[:5])
     where = f"Rejected rows, with file, line and reason: {report.rejects_file}"
+    if any(reason.startswith("length:") for reason in report.rejected_by_reason):
+        where = f"{report.length_advice()} {where}"
     if report.rows_used == 0:
         raise DataError(
             f"no row left to train on: {report.rows_rejected} of {report.rows_total} rows were "

@@ -49,6 +49,8 @@ class DataReport:
     rows_held_out_copies: int = 0
     rows_duplicate: int = 0
     rows_truncated: int = 0
+    longest_row_tokens: int = 0  # over every tokenized row, before over-long ones were dropped
+    p95_row_tokens: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     token_lengths: dict[str, float] = field(default_factory=dict)
     total_tokens: int = 0
@@ -69,6 +71,15 @@ class DataReport:
     @property
     def reject_fraction(self) -> float:
         return self.rows_rejected / self.rows_total if self.rows_total else 0.0
+
+    def length_advice(self) -> str:
+        """The figures and the fix for rows longer than max_length."""
+        return (
+            f"The longest row has {self.longest_row_tokens} tokens and 95% of rows fit in "
+            f"{self.p95_row_tokens} (data.max_length is {self.max_length}): raise it, e.g. "
+            f"--set data.max_length={max(self.p95_row_tokens, self.max_length + 1)}, or keep the "
+            "start of long rows with --set data.overlong_policy=truncate."
+        )
 
     def count_rejects(self, rejects: list[Rejected]) -> None:
         self.rows_rejected = len(rejects)

@@ -28,10 +28,6 @@ class PreviewSummary:
     def correct(self) -> int:
         return sum(bool(r.matches) for r in self.records)
 
-    def line(self) -> str:
-        n = len(self.records)
-        return f"{self.format_ok}/{n} follow the format, {self.correct}/{n} answers right"
-
 
 def cut_at_stops(text: str, stops: list[str]) -> str:
     """Text up to the first stop sequence (generate's stop_strings keeps the stop itself)."""
