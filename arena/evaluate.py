@@ -39,7 +39,7 @@ def eval_loss(model: Any, tokenizer: Any, template: str, probes: list[Probe]) ->
 
 
 def evaluate(model_dir: Path, probes: list[Probe], profile: DataProfile, config: TrainerConfig) -> EvalMetrics:
-    from trainer.models.loading import load_model, load_tokenizer, pick_device
+    from trainer.models.loading import load_model, load_tokenizer, pick_device, resolve_precision
     from trainer.models.templates import choose_chat_template, end_of_turn_token
     from trainer.monitoring.preview_backend import PreviewBackend
 
@@ -48,7 +48,7 @@ def evaluate(model_dir: Path, probes: list[Probe], profile: DataProfile, config:
     device = pick_device(config.system.device)
     tokenizer = load_tokenizer(model_dir, config)
     template = choose_chat_template(tokenizer, config.model.chat_template, config.resolve_path)
-    model = load_model(model_dir, config, device)
+    model = load_model(model_dir, config, device, resolve_precision(config.model.precision, device))
     stops = config.profile.stop_sequences or profile.get_stop_sequences()
     end = [t for t in {end_of_turn_token(template, tokenizer), tokenizer.eos_token, tokenizer.pad_token} if t]
     backend = PreviewBackend(tokenizer, profile, probes, config.inference, template, stops, end)

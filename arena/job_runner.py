@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = ConfigLoader(args.config)
     try:
         config = loader.apply(values, source=f"job {record.id}")
-        from trainer.core.engine import TrainerEngine, is_main_process
+        from trainer.core.context import is_main_process
+        from trainer.core.engine import TrainerEngine
         from trainer.monitoring import TrainingStatusWriter
 
         writer = TrainingStatusWriter(config.resolve_path(config.system.status_file), enabled=is_main_process())

@@ -190,7 +190,7 @@ def test_status_and_metrics_never_hold_nan(tmp_path):
 
 
 def test_summary_never_prints_nan_as_zero():
-    from trainer.core.engine import JobResult, format_summary
+    from trainer.core.context import JobResult, format_summary
 
     text = format_summary(JobResult(run_dir=None, model_path=None, final_metrics={"loss_start": 6.5, "loss_end": None}))
     assert "6.5000 at start -> n/a at end" in text

@@ -259,4 +259,6 @@ def test_fresh_run_refuses_a_run_folder_with_checkpoints(tmp_path, builtin_cache
         f"output.run_name: {tmp_path / 'outputs' / 'run'} already holds checkpoints of an earlier run; "
         "add --resume auto to continue it, or choose another --run-name"
     ]
-    assert json.loads((tmp_path / "status.json").read_text())["phase"] == "failed"
+    # refused before anything was written: no status, nothing new in the run folder
+    assert not (tmp_path / "status.json").exists()
+    assert [p.name for p in (tmp_path / "outputs" / "run").iterdir()] == ["checkpoint-4"]

@@ -33,6 +33,8 @@ def section_model(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as ``Foo``, ``Foo | None``."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) is typing.Annotated:  # SerializeAsAny[...], Field metadata
+        return section_model(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
             found = section_model(arg)

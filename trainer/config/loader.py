@@ -49,6 +49,7 @@ SHORT_FLAGS: tuple[Flag, ...] = (
     Flag("--output-dir", "output.output_dir", "DIR"),
     Flag("--run-name", "output.run_name", "NAME"),
     Flag("--resume", "output.resume", "auto|PATH"),
+    Flag("--method", "method.name", "NAME"),
 )
 
 

@@ -61,6 +61,18 @@ def _section_rows(model: type[BaseModel], prefix: str, flags: dict[str, str]) ->
     return rows
 
 
+def _method_rows(flags: dict[str, str]) -> list[str]:
+    """Each registered method's own options, marked with the method that takes them."""
+    from trainer.methods import METHODS
+
+    rows = []
+    for method_name, cls in sorted(METHODS.items()):
+        for row in _section_rows(cls.Options, "method.", flags):
+            if not row.startswith("| `method.name`"):
+                rows.append(row.replace("` |", f"` (method {method_name}) |", 1))
+    return rows
+
+
 def config_reference() -> str:
     """Markdown: one table per section, every field with type, default, flag and description."""
     flags = {flag.path: flag.flag for flag in SHORT_FLAGS}
@@ -76,5 +88,7 @@ def config_reference() -> str:
         out += [f"### `{name}`: {field.description}", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         out += _section_rows(sub, f"{name}.", flags)
+        if name == "method":
+            out += _method_rows(flags)
         out.append("")
     return "\n".join(out).rstrip() + "\n"

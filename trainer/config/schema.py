@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
@@ -375,6 +386,27 @@ class GuardSection(Section):
     )
 
 
+class MethodOptions(Section):
+    """The training method and its options. Each method (``trainer.methods``) subclasses this
+    with its own typed options; ``name`` picks which, and the rest is checked against that
+    method's model (unknown keys, types and choices, like every other section)."""
+
+    name: str = Field(
+        "sft",
+        description="Training method: a registered name (see trainer.methods) or an import path "
+        "'package.module:Class'.",
+    )
+
+
+# The method registry (trainer.methods) hands its lookup name -> options model in here when it is
+# imported (trainer.config's __init__ imports it), so this module needs no import of it.
+_METHOD_OPTIONS: list[Callable[[Any], type[BaseModel]]] = []
+
+
+def use_method_options(lookup: Callable[[Any], type[BaseModel]]) -> None:
+    _METHOD_OPTIONS[:] = [lookup]
+
+
 class TrainerConfig(Section):
     """A whole fine-tuning job."""
 
@@ -396,6 +428,22 @@ class TrainerConfig(Section):
     guard: GuardSection = Field(
         default_factory=GuardSection, description="Divergence: non-finite loss, gradients, weights."
     )
+    method: SerializeAsAny[MethodOptions] = Field(
+        default_factory=MethodOptions, validate_default=True, description="Training method and its options."
+    )
+
+    @field_validator("method", mode="wrap")
+    @classmethod
+    def _method_options(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> MethodOptions:
+        # The options model depends on the method's name, and methods register themselves, so it
+        # is looked up here (lazily: trainer.methods imports this module). Errors raised by the
+        # method's own model keep their paths (method.beta, ...).
+        options_model = _METHOD_OPTIONS[0]
+        if isinstance(value, MethodOptions):
+            value = value.model_dump()
+        if not isinstance(value, dict):
+            return handler(value)
+        return options_model(value.get("name", "sft")).model_validate(value)
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute against ``system.base_dir`` (or the working directory)."""

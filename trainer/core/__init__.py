@@ -10,8 +10,12 @@ __all__ = ["JobResult", "JobStopped", "TrainerEngine"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name == "TrainerEngine":
         from trainer.core import engine
 
-        return getattr(engine, name)
+        return engine.TrainerEngine
+    if name in __all__:
+        from trainer.core import context
+
+        return getattr(context, name)
     raise AttributeError(f"module 'trainer.core' has no attribute {name!r}")

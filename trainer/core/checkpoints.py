@@ -6,7 +6,9 @@ import json
 import re
 from pathlib import Path
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+from core.run_layout import RunLayout
+
+CHECKPOINT_RE = re.compile(rf"^{RunLayout.CHECKPOINT_PREFIX}(\d+)$")
 # transformers writes trainer_state.json after the weights, optimizer, scheduler and RNG state,
 # so its presence (and parseability) marks a checkpoint whose save finished.
 REQUIRED_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")

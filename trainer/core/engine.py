@@ -3,91 +3,31 @@
 The one training path: the CLI, ``core/train.py`` and the daemon all come here. A job walks the
 phases initializing -> preparing_data -> loading_model -> training (-> evaluating) -> saving ->
 completed, writing each to the status file; any failure, including one while loading the model or
-preparing data, ends in phase ``failed`` with the error and a traceback tail.
+preparing data, ends in phase ``failed`` with the error and a traceback tail. The engine knows no
+training method by name: ``trainer.core.training`` asks the method registry for the trainer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
-from trainer.core.resume import RESOLVED_CONFIG_FILE, RunPlan, data_fingerprint, plan_run
-from trainer.data.prepare import PreparedData, Probe, prepare_data
+from trainer.core.context import JobContext, JobResult, JobStopped, Tokenization, is_main_process
 from trainer.core.divergence import TrainingDiverged
+from trainer.core.resume import data_fingerprint, plan_run
+from trainer.core.training import train_and_save
+from trainer.data.prepare import prepare_data
 from trainer.monitoring.callbacks import StopOnSignalCallback
-from trainer.monitoring.formatting import format_number
-from trainer.profiles import DataProfile, get_profile
+from trainer.profiles import get_profile
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-PREVIEWS_FILE = "previews.jsonl"
-RESULT_FILE = "result.json"
-MODEL_DIR = "model"
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or a single process): the only one that writes status, logs and files."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-class JobStopped(Exception):
-    """Training stopped on SIGTERM / Ctrl-C after saving a checkpoint; resume continues it."""
-
-    def __init__(self, signum: int, checkpoint: str | None):
-        self.signum = signum
-        self.checkpoint = checkpoint
-        super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint or 'none'}")
-
-
-@dataclass
-class JobResult:
-    """What a finished job produced."""
-
-    run_dir: Path
-    model_path: Path | None
-    final_metrics: dict[str, Any] = field(default_factory=dict)
-    dry_run: bool = False
-    probes: list[Probe] = field(default_factory=list, repr=False)  # held-out prompts, for evaluation
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_dir": str(self.run_dir),
-            "model_path": str(self.model_path) if self.model_path else None,
-            "final_metrics": self.final_metrics,
-            "dry_run": self.dry_run,
-        }
-
-
-@dataclass
-class _Session:
-    """What one job works with, built step by step (kept together to pass around)."""
-
-    config: TrainerConfig
-    plan: RunPlan
-    writer: TrainingStatusWriter
-    profile: DataProfile
-    console: TextIO
-    stopper: StopOnSignalCallback
-    tokenizer: Any = None
-    template: str = ""
-    end_token: str = ""
-    eos_ids: set[int] = field(default_factory=set)
-    data: PreparedData | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        return self.plan.run_dir
 
 
 class TrainerEngine:
@@ -127,8 +67,8 @@ class TrainerEngine:
         stopper.install()
         try:
             profile = get_profile(config.profile.name, config.profile.options)
-            session = _Session(config, plan, writer, profile, self.console, stopper)
-            return self._run(session, sources or {})
+            context = JobContext(config, plan, writer, profile, self.console, stopper)
+            return self._run(context, sources or {})
         except JobStopped:
             raise
         except TrainingDiverged as exc:  # a failed run, but no bug: the message says it all
@@ -141,7 +81,7 @@ class TrainerEngine:
             stopper.restore()
             writer.stop_heartbeat()
 
-    def _run(self, s: _Session, sources: dict[str, str]) -> JobResult:
+    def _run(self, s: JobContext, sources: dict[str, str]) -> JobResult:
         if s.plan.note:
             print(s.plan.note, file=s.console, flush=True)
         s.run_dir.mkdir(parents=True, exist_ok=True)
@@ -151,21 +91,19 @@ class TrainerEngine:
                 "sources": sources,
                 "data_files": data_fingerprint(s.config),  # what a later resume must find again
             }
-            (s.run_dir / RESOLVED_CONFIG_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False), "utf-8")
+            s.layout.resolved_config.write_text(json.dumps(record, indent=2, ensure_ascii=False), "utf-8")
         s.writer.set_phase("preparing_data")
-        folder = self._prepare(s)
-        stop_if_asked(s)
+        self._prepare(s)
+        s.stop_if_asked()
         report = s.data.report
         print("\n".join(report.summary_lines()), file=s.console, flush=True)
         if s.config.debug.dry_run:
             self._print_samples(s)
             s.writer.set_phase("completed", final_metrics={"dry_run": True})
             return JobResult(s.run_dir, None, {"dry_run": True}, dry_run=True)
-        from trainer.core.training import train_and_save
+        return train_and_save(s)
 
-        return train_and_save(s, folder)
-
-    def _prepare(self, s: _Session) -> Path:
+    def _prepare(self, s: JobContext) -> None:
         import datasets
         import transformers
 
@@ -176,14 +114,15 @@ class TrainerEngine:
         from trainer.models.loading import load_tokenizer, model_folder
         from trainer.models.templates import choose_chat_template, end_of_turn_token
 
-        folder = model_folder(s.config)
-        s.tokenizer = load_tokenizer(folder, s.config)
-        s.template = choose_chat_template(s.tokenizer, s.config.model.chat_template, s.config.resolve_path)
-        s.tokenizer.chat_template = s.template
-        s.end_token = end_of_turn_token(s.template, s.tokenizer) or s.tokenizer.eos_token
-        s.eos_ids = {s.tokenizer.convert_tokens_to_ids(s.end_token), s.tokenizer.eos_token_id}
+        s.model_folder = model_folder(s.config)
+        tokenizer = load_tokenizer(s.model_folder, s.config)
+        template = choose_chat_template(tokenizer, s.config.model.chat_template, s.config.resolve_path)
+        tokenizer.chat_template = template
+        end_token = end_of_turn_token(template, tokenizer) or tokenizer.eos_token
+        eos_ids = {tokenizer.convert_tokens_to_ids(end_token), tokenizer.eos_token_id}
+        s.tokens = Tokenization(tokenizer, template, end_token, eos_ids)
         s.data = prepare_data(
-            s.config, s.tokenizer, s.profile, s.template, s.eos_ids, s.run_dir, write_outputs=s.writer.enabled
+            s.config, tokenizer, s.profile, template, eos_ids, s.run_dir, write_outputs=s.writer.enabled
         )
         report = s.data.report
         s.writer.update(
@@ -197,42 +136,11 @@ class TrainerEngine:
                 rows_duplicate=report.rows_duplicate,
                 trainable_token_fraction=report.trainable_token_fraction,
                 rejects_file=report.rejects_file,
-                report_file=str(s.run_dir / "data_report.json"),
+                report_file=str(s.layout.data_report),
                 cache_hit=report.cache_hit,
             )
         )
-        return folder
 
-    def _print_samples(self, s: _Session) -> None:
+    def _print_samples(self, s: JobContext) -> None:
         for index, sample in enumerate(s.data.report.samples, start=1):
             print(f"\n--- example {index} (trained text between [[ and ]]) ---\n{sample}", file=s.console)
-
-
-def stop_if_asked(s: _Session, checkpoint: str | None = None) -> None:
-    """At a phase boundary: if a stop signal came, record phase stopped and raise JobStopped."""
-    if s.stopper.received is not None:
-        s.writer.set_phase("stopped", error_message=f"stopped by signal {s.stopper.received}")
-        raise JobStopped(s.stopper.received, checkpoint)
-
-
-def probes_for(config: TrainerConfig, profile: DataProfile, data: PreparedData) -> list[Probe]:
-    """Fixed prompts from the config if given, else the held-out rows."""
-    if not config.inference.probe_prompts:
-        return data.probes[: config.inference.num_probes]
-    system = profile.format_system_prompt(config.profile.system_prompt)
-    return [
-        Probe([{"role": "system", "content": system}, {"role": "user", "content": prompt}], None, "", "config")
-        for prompt in config.inference.probe_prompts
-    ]
-
-
-def format_summary(result: JobResult) -> str:
-    m = result.final_metrics
-    lines = [
-        f"loss: {format_number(m.get('loss_start'))} at start -> {format_number(m.get('loss_end'))} at end "
-        "(last step)",
-        f"held-out probes: {m.get('probes_format_ok', 0)}/{m.get('probes', 0)} follow the format, "
-        f"{m.get('probes_correct', 0)}/{m.get('probes', 0)} answers right",
-        f"model saved to {result.model_path}",
-    ]
-    return "\n".join(lines)

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.run_layout import RunLayout
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainerConfig
 from trainer.core.checkpoints import (
@@ -26,7 +27,7 @@ from trainer.core.checkpoints import (
     is_complete_checkpoint,
 )
 
-RESOLVED_CONFIG_FILE = "resolved_config.json"
+RESOLVED_CONFIG_FILE = RunLayout.RESOLVED_CONFIG
 
 # Settings that make a checkpoint belong to a different training run when they change: the data
 # and how it is rendered, the model, the batch shape, lengths and seed. Learning rate, step

@@ -14,7 +14,8 @@ from trainer.config import ConfigError, ConfigLoader, TrainerConfig
 from trainer.core.preflight import check_config
 
 if TYPE_CHECKING:
-    from trainer.core.engine import JobResult, TrainerEngine
+    from trainer.core.context import JobResult
+    from trainer.core.engine import TrainerEngine
 
 # 1 is left to Python itself: an unexpected exception (a bug) exits 1 with its traceback.
 # EXIT_DIVERGED: the loss, gradient norm or weights went non-finite; the run failed and no final
@@ -30,7 +31,8 @@ def execute(
     if problems:
         raise ConfigError(problems)
     from trainer.core.divergence import TrainingDiverged
-    from trainer.core.engine import JobStopped, TrainerEngine
+    from trainer.core.context import JobStopped
+    from trainer.core.engine import TrainerEngine
     from trainer.data.prepare import DataError
 
     try:

@@ -1,23 +1,16 @@
-"""The training half of a job: load the model, train with callbacks, evaluate the probes, save."""
+"""The training half of a job: load the model, build the method's trainer with our callbacks,
+train, evaluate the probes, save. Which trainer is built is the method's business
+(``trainer.methods``); nothing here names one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.training_status import JsonlLog
 from trainer.core.checkpoints import find_resumable_checkpoint
-from trainer.core.engine import (
-    MODEL_DIR,
-    METRICS_FILE,
-    PREVIEWS_FILE,
-    RESULT_FILE,
-    JobResult,
-    format_summary,
-    probes_for,
-    stop_if_asked,
-)
+from trainer.core.context import JobContext, JobResult, format_summary, probes_for
 from trainer.core.divergence import (
     Divergence,
     DivergenceGuard,
@@ -25,7 +18,7 @@ from trainer.core.divergence import (
     advice,
     nonfinite_parameters,
 )
-from trainer.core.sft import build_sft_trainer
+from trainer.methods import get_method
 from trainer.monitoring.callbacks import (
     ConsoleProgressCallback,
     Pace,
@@ -33,9 +26,6 @@ from trainer.monitoring.callbacks import (
     StatusCallback,
 )
 from trainer.monitoring.preview_backend import PreviewBackend
-
-if TYPE_CHECKING:
-    from trainer.core.engine import _Session
 
 
 def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new_tokens: int) -> None:
@@ -61,7 +51,7 @@ def _loss_history(trainer: Any, guard: DivergenceGuard) -> tuple[float | None, f
     return start, end
 
 
-def _raise_if_diverged(s: _Session, guard: DivergenceGuard, model: Any, step: int) -> None:
+def _raise_if_diverged(s: JobContext, guard: DivergenceGuard, model: Any, step: int) -> None:
     """A non-finite step, or non-finite weights now: record the failure and raise."""
     failure = guard.failure
     if failure is None:
@@ -82,36 +72,38 @@ def _raise_if_diverged(s: _Session, guard: DivergenceGuard, model: Any, step: in
             "last_good_checkpoint": error.last_checkpoint,
             "diverged_at_step": failure.step,
         }
-        (s.run_dir / RESULT_FILE).write_text(json.dumps(result, indent=2), "utf-8")
+        s.layout.result.write_text(json.dumps(result, indent=2), "utf-8")
     raise error
 
 
-def _resume_from(s: _Session) -> str | None:
+def _resume_from(s: JobContext) -> str | None:
     checkpoint = s.plan.checkpoint  # chosen and checked by trainer.core.resume.plan_run
     if checkpoint is not None:
         print(f"resuming from {checkpoint}", file=s.console, flush=True)
     return str(checkpoint) if checkpoint else None
 
 
-def train_and_save(s: _Session, folder: Path) -> JobResult:
-    from trainer.models.loading import load_model, pick_device
+def train_and_save(s: JobContext) -> JobResult:
+    from trainer.models.loading import load_model, pick_device, resolve_precision
 
-    config, writer = s.config, s.writer
+    config, writer, tok = s.config, s.writer, s.tokens
+    method = get_method(config.method)
     writer.set_phase("loading_model")
-    device = pick_device(config.system.device)
-    model = load_model(folder, config, device)
-    stop_if_asked(s)
-    set_generation_config(model, s.tokenizer, s.eos_ids, config.inference.max_new_tokens)
+    s.device = pick_device(config.system.device)
+    s.precision = resolve_precision(config.model.precision, s.device)
+    model = load_model(s.model_folder, config, s.device, s.precision)
+    s.stop_if_asked()
+    set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
 
     probes = probes_for(config, s.profile, s.data)
     stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
-    end_tokens = [t for t in {s.end_token, s.tokenizer.eos_token, s.tokenizer.pad_token} if t]
-    backend = PreviewBackend(s.tokenizer, s.profile, probes, config.inference, s.template, stops, end_tokens)
-    previews = JsonlLog(s.run_dir / PREVIEWS_FILE, enabled=writer.enabled)
-    metrics_log = JsonlLog(s.run_dir / METRICS_FILE, enabled=writer.enabled)
+    end_tokens = [t for t in {tok.end_token, tok.tokenizer.eos_token, tok.tokenizer.pad_token} if t]
+    backend = PreviewBackend(tok.tokenizer, s.profile, probes, config.inference, tok.template, stops, end_tokens)
+    previews = JsonlLog(s.layout.previews, enabled=writer.enabled)
+    metrics_log = JsonlLog(s.layout.metrics, enabled=writer.enabled)
     pace = Pace()
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
-    guard = DivergenceGuard(config.guard, check_gradients=config.model.precision != "float16")
+    guard = DivergenceGuard(config.guard, check_gradients=s.precision != "float16")
     callbacks = [
         guard,  # first: a diverged step is judged before anything records or saves it
         StatusCallback(writer, metrics_log, pace),
@@ -119,7 +111,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         preview_cb,
         s.stopper,
     ]
-    trainer = build_sft_trainer(config, model, s.tokenizer, s.data.train, s.run_dir, device, callbacks)
+    trainer = method.build(s, model, callbacks)
     resume = _resume_from(s)
     if resume is not None:
         step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]
@@ -129,7 +121,7 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     trainer.train(resume_from_checkpoint=resume)
     if s.stopper.received is not None:
         checkpoint = find_resumable_checkpoint(s.run_dir)
-        stop_if_asked(s, str(checkpoint) if checkpoint else None)
+        s.stop_if_asked(str(checkpoint) if checkpoint else None)
 
     step = trainer.state.global_step
     _raise_if_diverged(s, guard, model, step)
@@ -138,9 +130,9 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
     preview_cb.record(summary)
 
     writer.set_phase("saving")
-    model_path = s.run_dir / MODEL_DIR
+    model_path = s.layout.model
     trainer.save_model(str(model_path))
-    s.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
+    tok.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
     model.generation_config.save_pretrained(str(model_path))
 
     loss_start, loss_end = _loss_history(trainer, guard)
@@ -153,10 +145,12 @@ def train_and_save(s: _Session, folder: Path) -> JobResult:
         "probes_correct": summary.correct,
         "train_runtime_s": round(pace.elapsed(), 1),
         "skipped_steps": guard.skipped_steps,
+        "method": method.name,
+        **method.final_metrics(trainer),
     }
     result = JobResult(s.run_dir, model_path, metrics, probes=probes)
     if writer.enabled:
-        (s.run_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2), "utf-8")
+        s.layout.result.write_text(json.dumps(result.to_json(), indent=2), "utf-8")
     writer.set_phase("completed", final_model_path=str(model_path), final_metrics=metrics, progress=1.0)
     print(format_summary(result), file=s.console, flush=True)
     return result

@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from core.run_layout import RunLayout
+
 MAX_POINTS = 2000  # metric points sent to a chart; older ones are thinned out
 STALE_HEARTBEATS = 3  # missed heartbeats before a writer counts as gone
 STALE_GRACE_S = 5.0  # slack for a slow disk or a busy machine, seconds
@@ -247,11 +249,11 @@ class Sources:
 
     def metrics(self) -> list[dict[str, Any]]:
         """Raises NotServed for a metrics file that leads outside its run folder."""
-        path = self._run_file("metrics.jsonl")
+        path = self._run_file(RunLayout.METRICS)
         keep = ("step", "loss", "learning_rate", "grad_norm", "tokens_per_sec", "epoch")
         return spell_non_finite([{k: r.get(k) for k in keep} for r in read_jsonl(path)] if path else [])
 
     def previews(self, limit: int = 50) -> list[dict[str, Any]]:
         """Raises NotServed for a previews file that leads outside its run folder."""
-        path = self._run_file("previews.jsonl")
+        path = self._run_file(RunLayout.PREVIEWS)
         return spell_non_finite(read_jsonl(path)[-limit:] if path else [])

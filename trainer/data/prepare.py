@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.run_layout import RunLayout
 from core.custom_collator import IGNORE_INDEX, TemplateMismatch, render_marked, tokenize_with_mask
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
@@ -23,8 +24,6 @@ from trainer.data.report import DataReport, length_stats
 from trainer.profiles import DataProfile
 
 SAMPLES_SHOWN = 3
-REJECTS_FILE = "rejects.jsonl"
-REPORT_FILE = "data_report.json"
 
 
 class DataError(Exception):
@@ -306,19 +305,19 @@ def prepare_data(
     if write_outputs:
         _write_outputs(run_dir, report, rejects)
     else:
-        report.rejects_file = str(run_dir / REJECTS_FILE)
+        report.rejects_file = str(RunLayout(run_dir).rejects)
     _enforce_threshold(report, config.data.max_reject_fraction)
     return PreparedData(train, probes, report)
 
 
 def _write_outputs(run_dir: Path, report: DataReport, rejects: list[dict]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    rejects_path = run_dir / REJECTS_FILE
+    rejects_path = RunLayout(run_dir).rejects
     with rejects_path.open("w", encoding="utf-8") as handle:
         for record in rejects:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     report.rejects_file = str(rejects_path)
-    (run_dir / REPORT_FILE).write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), "utf-8")
+    RunLayout(run_dir).data_report.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), "utf-8")
 
 
 def _enforce_threshold(report: DataReport, max_fraction: float) -> None:

@@ -27,20 +27,24 @@ def pick_device(setting: str) -> str:
     return "cpu"
 
 
-def torch_dtype(precision: str, device: str) -> Any:
-    """Weights dtype. ``auto`` means bfloat16 on a GPU that supports it, else float32 (CPU
-    training in bf16 is slow and imprecise). ``float16`` trains as mixed precision: the weights
+def resolve_precision(precision: str, device: str) -> str:
+    """The one place ``precision: auto`` is decided: bfloat16 on a GPU that supports it, else
+    float32 (CPU training in bf16 is slow and imprecise). The model's dtype and the trainer's
+    bf16 / fp16 flags both follow the resolved name."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    return "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+
+
+def torch_dtype(precision: str) -> Any:
+    """Weights dtype for a resolved precision. ``float16`` trains as mixed precision: the weights
     stay float32 and autocast runs in fp16, because the fp16 gradient scaler cannot unscale
     fp16 gradients (transformers' "Attempting to unscale FP16 gradients")."""
     import torch
 
-    if precision == "auto":
-        if device == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    if precision == "float16":
-        return torch.float32
-    return getattr(torch, precision)
+    return torch.float32 if precision == "float16" else getattr(torch, precision)
 
 
 def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:
@@ -58,10 +62,11 @@ def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:
     return tokenizer
 
 
-def load_model(folder: Path, config: TrainerConfig, device: str) -> Any:
+def load_model(folder: Path, config: TrainerConfig, device: str, precision: str) -> Any:
+    """The causal LM in ``folder`` on ``device``, its weights in the resolved ``precision``."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(config.model.precision, device)}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if config.model.attn_implementation:
         kwargs["attn_implementation"] = config.model.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(

@@ -1,0 +1,93 @@
+"""Supervised fine-tuning through TRL's ``SFTTrainer``, from our config and prepared data.
+
+The dataset arrives tokenized, with ``labels`` already masked (``core.custom_collator``), so TRL
+neither re-renders nor re-masks it; it batches with its own collator (padding or padding-free
+packing) and runs the transformers training loop, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from trainer.config.schema import MethodOptions
+from trainer.methods.base import Method
+
+if TYPE_CHECKING:
+    from trainer.core.context import JobContext
+
+
+class SFTOptions(MethodOptions):
+    name: Literal["sft"] = Field("sft", description="Supervised fine-tuning on the assistant turns.")
+
+
+def training_arguments(context: JobContext, config_class: Any, **method_args: Any) -> Any:
+    """The TrainingArguments every method shares, from the job config, as ``config_class``
+    (TRL's per-method config classes all extend transformers' TrainingArguments)."""
+    config, hp = context.config, context.config.hyperparams
+    return config_class(
+        output_dir=str(context.run_dir),
+        per_device_train_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.num_epochs if hp.num_epochs is not None else 1.0,
+        max_steps=hp.max_steps if hp.max_steps is not None else -1,
+        warmup_steps=hp.warmup_steps if hp.warmup_steps is not None else (hp.warmup_ratio or 0.0),
+        optim=hp.optimizer,
+        lr_scheduler_type=hp.scheduler,
+        weight_decay=hp.weight_decay,
+        max_grad_norm=hp.max_grad_norm,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        # TRL's base config turns checkpointing on by default (through the deprecated
+        # gradient_checkpointing name); ours is off unless asked for, since it costs speed.
+        activation_checkpointing=hp.gradient_checkpointing,
+        logging_steps=hp.logging_steps,
+        logging_first_step=True,  # the loss before any update, for the start/end summary
+        # transformers' filter hides a NaN/Inf step inside the logged average (a diverged run
+        # then logs loss 0.0); the logs must show it, and trainer.core.divergence acts on it.
+        logging_nan_inf_filter=False,
+        save_strategy="steps",
+        save_steps=config.output.save_steps,
+        save_total_limit=config.output.save_total_limit,
+        report_to=[],
+        disable_tqdm=True,  # our console callback prints progress with an ETA
+        use_cpu=context.device == "cpu",
+        bf16=context.precision == "bfloat16",
+        fp16=context.precision == "float16",
+        dataloader_num_workers=config.system.num_workers,
+        dataloader_pin_memory=context.device == "cuda",
+        **method_args,
+    )
+
+
+class SFT(Method):
+    name = "sft"
+    Options = SFTOptions
+    data_shape = "conversations"
+
+    def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
+        from transformers import PrinterCallback
+        from trl import SFTConfig, SFTTrainer
+
+        from trainer.core.divergence import guarded
+
+        data = context.config.data
+        args = training_arguments(
+            context,
+            SFTConfig,
+            max_length=data.max_length,
+            packing=data.packing,
+            padding_free=data.packing,
+            packing_strategy="bfd",
+        )
+        trainer = guarded(SFTTrainer)(
+            model=model,
+            args=args,
+            train_dataset=context.data.train,
+            processing_class=context.tokens.tokenizer,
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
+        return trainer
