@@ -144,6 +144,12 @@ class TrainingStatus(BaseModel):
     learning_rate: float | None = Field(None, description="Live value from the scheduler.")
     grad_norm: float | None = None
     tokens_per_sec: float | None = None
+    method: str = Field("sft", description="The training method (trainer.methods).")
+    method_metrics: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="The method's own latest figures, as its trainer logs them: e.g. DPO's "
+        "rewards/margins, rewards/accuracies, logps/chosen; SFT's mean_token_accuracy.",
+    )
     # data
     data: DataSummary = Field(default_factory=DataSummary)
     # latest preview, in the seed's flat names, then the recent ones

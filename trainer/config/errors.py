@@ -85,8 +85,9 @@ def suggest_key(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None
     key = str(loc[-1])
     prefix = "".join(f"{p}." for p in loc[:-1])
     if parent is not None:
-        close = difflib.get_close_matches(key, list(parent.model_fields), n=1, cutoff=0.6)
-        close = close or [name for name in parent.model_fields if _abbreviates(key, name)]
+        names = list(dict.fromkeys([*parent.model_fields, *_subclass_fields(parent)]))
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        close = close or [name for name in names if _abbreviates(key, name)]
         if close:
             return prefix + close[0]
     # A right name in the wrong section ("learning_rate" at the top level) is a common slip.
@@ -98,6 +99,15 @@ def suggest_key(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None
     if close:
         return next(p for p in everywhere if p.rsplit(".", 1)[-1] == close[0])
     return None
+
+
+def _subclass_fields(model: type[BaseModel]) -> list[str]:
+    """Fields of a section's subclasses: a method's options extend ``MethodOptions``, and the
+    key a user meant may be one of them."""
+    found = []
+    for sub in model.__subclasses__():
+        found += [*sub.model_fields, *_subclass_fields(sub)]
+    return found
 
 
 def _abbreviates(short: str, name: str) -> bool:

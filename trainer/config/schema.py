@@ -203,6 +203,10 @@ class ColumnMapping(Section):
     question: str | None = Field(None, description="Question column (GSM8K shape).")
     answer: str | None = Field(None, description="Answer column: reasoning, then '#### N'.")
     text: str | None = Field(None, description="Plain text column (whole row is trained).")
+    chosen: str | None = Field(None, description="Preferred answer column (preference pairs).")
+    rejected: str | None = Field(None, description="Dispreferred answer column (preference pairs).")
+    label: str | None = Field(None, description="Label column (KTO: desirable or not; classify: the class).")
+    kto_tag: str | None = Field(None, description="LLaMA-Factory's KTO label column.")
 
 
 class DataSection(Section):

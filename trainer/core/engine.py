@@ -24,6 +24,7 @@ from trainer.core.divergence import TrainingDiverged
 from trainer.core.resume import data_fingerprint, plan_run
 from trainer.core.training import train_and_save
 from trainer.data.prepare import prepare_data
+from trainer.methods import get_method
 from trainer.monitoring.callbacks import StopOnSignalCallback
 from trainer.profiles import get_profile
 
@@ -55,6 +56,7 @@ class TrainerEngine:
             run_name=run_dir.name,
             model_name=config.model.path,
             profile=config.profile.name,
+            method=config.method.name,
             run_dir=str(run_dir),
             current_file=str(config.data.dataset_path[0]),
             started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -122,7 +124,14 @@ class TrainerEngine:
         eos_ids = {tokenizer.convert_tokens_to_ids(end_token), tokenizer.eos_token_id}
         s.tokens = Tokenization(tokenizer, template, end_token, eos_ids)
         s.data = prepare_data(
-            s.config, tokenizer, s.profile, template, eos_ids, s.run_dir, write_outputs=s.writer.enabled
+            s.config,
+            tokenizer,
+            s.profile,
+            template,
+            eos_ids,
+            s.run_dir,
+            write_outputs=s.writer.enabled,
+            shape=get_method(s.config.method).data_shape,
         )
         report = s.data.report
         s.writer.update(

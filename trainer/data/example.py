@@ -59,3 +59,17 @@ class RawRow:
     file: str
     line: int
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class DataError(Exception):
+    """The data cannot be trained on as configured (a user error, reported without traceback)."""
+
+
+@dataclass
+class Probe:
+    """A held-out prompt: what to ask, what the answer should be, and the reference rendering."""
+
+    messages: list[dict[str, str]]
+    golden: str | None
+    reference: str
+    source: str

@@ -388,7 +388,8 @@ def validate_conversation(messages: list[dict[str, Any]]) -> None:
 
 
 def _renamed(row: Mapping[str, Any], columns: Mapping[str, str | None]) -> dict[str, Any]:
-    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    # Unset mappings are ignored: data.columns also names the columns of other methods' shapes.
+    unknown = sorted({name for name, actual in columns.items() if actual is not None} - set(CANONICAL_COLUMNS))
     if unknown:
         known = ", ".join(CANONICAL_COLUMNS)
         raise ValueError(f"unknown canonical columns {unknown}; known: {known}")

@@ -8,7 +8,6 @@ rejects, or no row left, stops the job here, before any model is loaded.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,27 +16,15 @@ from core.run_layout import RunLayout
 from core.custom_collator import IGNORE_INDEX, TemplateMismatch, render_marked, tokenize_with_mask
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
-from trainer.data.example import Example, Rejected, RowError
+from trainer.data.example import DataError, Example, Probe, Rejected, RowError
+from trainer.data.holdout import split_holdout
+from trainer.data.pairs import build_pairs
 from trainer.data.formats import convert_row, row_format
 from trainer.data.readers import FILE_STAGE, expand_paths, iter_rows
 from trainer.data.report import DataReport, length_stats
 from trainer.profiles import DataProfile
 
 SAMPLES_SHOWN = 3
-
-
-class DataError(Exception):
-    """The data cannot be trained on as configured (a user error, reported without traceback)."""
-
-
-@dataclass
-class Probe:
-    """A held-out prompt: what to ask, what the answer should be, and the reference rendering."""
-
-    messages: list[dict[str, str]]
-    golden: str | None
-    reference: str
-    source: str
 
 
 @dataclass
@@ -84,51 +71,6 @@ def _render(examples: list[Example], profile: DataProfile, base_prompt: str, rej
                 Rejected(file, int(line) if line.isdigit() else None, str(exc), example.messages, "profile")
             )
     return rendered
-
-
-def _prompt_key(item: _Rendered) -> str:
-    return json.dumps(item.messages[:-1], sort_keys=True, ensure_ascii=False)
-
-
-def _split_holdout(rendered: list[_Rendered], size: int, seed: int, report: DataReport):
-    """Held-out rows with distinct prompts, none of which is also trained on.
-
-    Rows are drawn in a seeded shuffle, skipping a prompt already held out; every training row
-    that repeats a held-out prompt is kept out of training too (counted), or the probes would
-    measure memory, not learning. Exact duplicate rows are counted for the report.
-    """
-    seen: set[str] = set()
-    for item in rendered:
-        key = json.dumps(item.messages, sort_keys=True, ensure_ascii=False)
-        report.rows_duplicate += key in seen
-        seen.add(key)
-    order = list(range(len(rendered)))
-    random.Random(seed).shuffle(order)
-    held_prompts: dict[str, int] = {}
-    for index in order:
-        if len(held_prompts) >= size:
-            break
-        held_prompts.setdefault(_prompt_key(rendered[index]), index)
-    held = set(held_prompts.values())
-    holdout = [r for i, r in enumerate(rendered) if i in held]
-    train, copies = [], 0
-    for i, item in enumerate(rendered):
-        if i in held:
-            continue
-        if _prompt_key(item) in held_prompts:
-            copies += 1
-            continue
-        train.append(item)
-    report.rows_held_out_copies = copies
-    if holdout and len(train) < len(holdout):
-        distinct = len({_prompt_key(r) for r in rendered})
-        raise DataError(
-            f"data.holdout_size={size} holds out {len(holdout)} of {len(rendered)} usable rows "
-            f"({distinct} distinct prompts{f', {copies} copies of held-out prompts kept out of training' if copies else ''}), "
-            f"leaving {len(train)} to train on. Lower it (e.g. --set data.holdout_size="
-            f"{max(0, min(size, distinct // 10))}) or add rows."
-        )
-    return train, holdout
 
 
 def _tokenize(
@@ -241,7 +183,7 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
             + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
         )
     rendered = _render(examples, profile, config.profile.system_prompt, rejects)
-    train, holdout = _split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
+    train, holdout = split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:
         report.rows_unused = len(train) - config.data.max_rows
         train = train[: config.data.max_rows]
@@ -263,6 +205,10 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
     return columns, probes, report, [r.to_json() for r in rejects]
 
 
+# Data shape (a method's ``data_shape``) -> the builder of its columns, probes, report, rejects.
+BUILDERS = {"conversations": _build, "preference": build_pairs}
+
+
 def prepare_data(
     config: TrainerConfig,
     tokenizer: Any,
@@ -271,9 +217,11 @@ def prepare_data(
     eos_ids: set[int],
     run_dir: Path,
     write_outputs: bool = True,
+    shape: str = "conversations",
 ) -> PreparedData:
     """Prepare (or load from cache) the training data and write the report and rejects
-    (``write_outputs``: False on ranks other than 0, which prepare the same data).
+    (``write_outputs``: False on ranks other than 0, which prepare the same data). ``shape`` is
+    the method's data shape (:data:`BUILDERS`).
 
     Raises:
         DataError: too many rows rejected, no row left, or over-long rows with policy 'error'.
@@ -286,7 +234,10 @@ def prepare_data(
         raise DataError(str(exc)) from None
     if not files:
         raise DataError(f"no .jsonl, .json or .parquet file in {', '.join(config.data.dataset_path)}")
-    key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), _settings(config, profile, eos_ids))
+    if shape not in BUILDERS:
+        raise DataError(f"this engine cannot prepare {shape!r} data yet; it prepares: {', '.join(BUILDERS)}")
+    settings = {**_settings(config, profile, eos_ids), "shape": shape}
+    key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), settings)
     cache = PreparedCache(config.resolve_path(config.data.cache_dir))
     hit = cache.load(key)
     if hit is not None:
@@ -296,7 +247,7 @@ def prepare_data(
         probes = [Probe(**p) for p in meta["probes"]]
         rejects = meta["rejects"]
     else:
-        columns, probes, report, rejects = _build(config, files, tokenizer, chat_template, profile, eos_ids)
+        columns, probes, report, rejects = BUILDERS[shape](config, files, tokenizer, chat_template, profile, eos_ids)
         train = Dataset.from_dict(columns)
         report.cache_key = key
         meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects}

@@ -107,9 +107,12 @@ class DataReport:
             f"formats: {', '.join(f'{k} {v}' for k, v in self.formats.items()) or 'none'}",
             f"token lengths: {self.token_lengths or 'n/a'} (max_length {self.max_length}, "
             f"over-long rows: {self.overlong_policy})",
-            f"trainable tokens: {self.trainable_tokens} of {self.total_tokens} "
-            f"({100 * (self.trainable_token_fraction or 0):.1f}%)",
         ]
+        if self.total_tokens:  # SFT rows; preference pairs are tokenized by TRL, chosen against rejected
+            lines.append(
+                f"trainable tokens: {self.trainable_tokens} of {self.total_tokens} "
+                f"({100 * (self.trainable_token_fraction or 0):.1f}%)"
+            )
         for reason, count in self.rejected_by_reason.items():
             lines.append(f"  rejected {count:>6} x {reason}")
         for name, value in self.checks.items():

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, create_model, field_validator
 
 from trainer.config.schema import MethodOptions, use_method_options
 from trainer.methods.base import Method
+from trainer.methods.dpo import DPO
 from trainer.methods.sft import SFT
 
-METHODS: dict[str, type[Method]] = {SFT.name: SFT}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO)}
 
 
 class UnknownMethodError(ValueError):

@@ -51,6 +51,11 @@ class Pace:
         return rate
 
 
+# Log keys with a field of their own in the status; every other number a trainer logs is the
+# method's own figure (status.method_metrics).
+COMMON_LOG_KEYS = {"loss", "learning_rate", "grad_norm", "epoch", "num_tokens", "step"}
+
+
 class StatusCallback(TrainerCallback):
     """Progress, metrics and checkpoints into the status file and ``metrics.jsonl``."""
 
@@ -90,6 +95,9 @@ class StatusCallback(TrainerCallback):
             learning_rate=logs.get("learning_rate"),
             grad_norm=logs.get("grad_norm"),
             tokens_per_sec=None if rate is None else round(rate, 1),
+            method_metrics={
+                k: float(v) for k, v in logs.items() if k not in COMMON_LOG_KEYS and isinstance(v, (int, float))
+            },
         )
         self.metrics.append({"step": state.global_step, "epoch": state.epoch, "tokens_per_sec": rate, **logs})
 
