@@ -25,7 +25,7 @@ from trainer.monitoring.callbacks import (
     PreviewCallback,
     StatusCallback,
 )
-from trainer.monitoring.preview_backend import PreviewBackend
+from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
 
 
 def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new_tokens: int) -> None:
@@ -84,18 +84,19 @@ def _resume_from(s: JobContext) -> str | None:
 
 
 def train_and_save(s: JobContext) -> JobResult:
-    from trainer.models.loading import load_model, pick_device, resolve_precision
+    from trainer.models.loading import pick_device, resolve_precision
 
     config, writer, tok = s.config, s.writer, s.tokens
     method = get_method(config.method)
     writer.set_phase("loading_model")
     s.device = pick_device(config.system.device)
     s.precision = resolve_precision(config.model.precision, s.device)
-    model = load_model(s.model_folder, config, s.device, s.precision)
+    model = method.load_model(s)
     s.stop_if_asked()
-    set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
+    if method.generates:
+        set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
 
-    probes = probes_for(config, s.profile, s.data)
+    probes = probes_for(config, s.profile, s.data) if method.generates else []
     stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
     end_tokens = [t for t in {tok.end_token, tok.tokenizer.eos_token, tok.tokenizer.pad_token} if t]
     backend = PreviewBackend(tok.tokenizer, s.profile, probes, config.inference, tok.template, stops, end_tokens)
@@ -126,14 +127,16 @@ def train_and_save(s: JobContext) -> JobResult:
     step = trainer.state.global_step
     _raise_if_diverged(s, guard, model, step)
     writer.set_phase("evaluating")
-    summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes))
+    summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes)) if probes else PreviewSummary([])
     preview_cb.record(summary)
+    method_figures = method.final_metrics(s, trainer)
 
     writer.set_phase("saving")
     model_path = s.layout.model
     trainer.save_model(str(model_path))
     tok.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
-    model.generation_config.save_pretrained(str(model_path))
+    if method.generates:
+        model.generation_config.save_pretrained(str(model_path))
 
     loss_start, loss_end = _loss_history(trainer, guard)
     metrics = {
@@ -146,7 +149,7 @@ def train_and_save(s: JobContext) -> JobResult:
         "train_runtime_s": round(pace.elapsed(), 1),
         "skipped_steps": guard.skipped_steps,
         "method": method.name,
-        **method.final_metrics(trainer),
+        **method_figures,
     }
     result = JobResult(s.run_dir, model_path, metrics, probes=probes)
     if writer.enabled:

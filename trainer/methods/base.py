@@ -25,13 +25,24 @@ class Method:
     # (SFT's input_ids / labels), "preference", "unpaired", "prompts", "labeled_text".
     data_shape: ClassVar[str] = "conversations"
 
+    # Whether the trained model generates text: then the job sets its generation config and
+    # answers the probes (previews, the final evaluation). A reward model or classifier does not.
+    generates: ClassVar[bool] = True
+
     def __init__(self, options: MethodOptions):
         self.options = options
+
+    def load_model(self, context: JobContext) -> Any:
+        """The model to train, from ``context.model_folder`` (a causal LM by default)."""
+        from trainer.models.loading import load_model
+
+        return load_model(context.model_folder, context.config, context.device, context.precision)
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         """A transformers ``Trainer`` (subclass) ready to ``train()``, with ``callbacks``."""
         raise NotImplementedError
 
-    def final_metrics(self, trainer: Any) -> dict[str, Any]:
-        """Method-specific figures for the result and status (none by default)."""
+    def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
+        """Method-specific figures for the result and status, after training (none by default):
+        e.g. held-out accuracy of a reward model, measured on ``context.data``."""
         return {}

@@ -84,5 +84,5 @@ class DPO(Method):
         trainer.remove_callback(PrinterCallback)
         return trainer
 
-    def final_metrics(self, trainer: Any) -> dict[str, Any]:
+    def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         return last_logged(trainer, DPO_FIGURES)
