@@ -145,6 +145,8 @@ class TrainingStatus(BaseModel):
     grad_norm: float | None = None
     tokens_per_sec: float | None = None
     method: str = Field("sft", description="The training method (trainer.methods).")
+    stage: int | None = Field(None, description="In a curriculum: the running stage, from 1.")
+    stage_count: int | None = Field(None, description="In a curriculum: how many stages it has.")
     method_metrics: dict[str, float | None] = Field(
         default_factory=dict,
         description="The method's own latest figures, as its trainer logs them: e.g. DPO's "

@@ -35,6 +35,8 @@ def section_model(annotation: Any) -> type[BaseModel] | None:
         return annotation
     if typing.get_origin(annotation) is typing.Annotated:  # SerializeAsAny[...], Field metadata
         return section_model(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is list:  # stages: list[StageSection]
+        return section_model(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
             found = section_model(arg)
@@ -47,6 +49,8 @@ def section_at(root: type[BaseModel], loc: Iterable[str | int]) -> type[BaseMode
     """The model class found by following ``loc`` from ``root``; None if it leaves the schema."""
     model: type[BaseModel] | None = root
     for part in loc:
+        if isinstance(part, int) and model is not None:
+            continue  # an item of a list of sections (stages[1]) is that section
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
         model = section_model(model.model_fields[part].annotation)
@@ -83,7 +87,7 @@ def suggest_key(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None
     """The valid dotted path a misspelt or misplaced key most likely meant."""
     parent = section_at(root, loc[:-1])
     key = str(loc[-1])
-    prefix = "".join(f"{p}." for p in loc[:-1])
+    prefix = f"{dotted(loc[:-1])}." if loc[:-1] else ""
     if parent is not None:
         names = list(dict.fromkeys([*parent.model_fields, *_subclass_fields(parent)]))
         close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)

@@ -411,6 +411,41 @@ def use_method_options(lookup: Callable[[Any], type[BaseModel]]) -> None:
     _METHOD_OPTIONS[:] = [lookup]
 
 
+def _method_options(cls: type, value: Any, handler: ValidatorFunctionWrapHandler) -> MethodOptions:
+    """``method: {"name": ..., ...}`` validated against that method's own options model.
+
+    The model depends on the name, and methods register themselves (``use_method_options``).
+    Errors raised by the method's model keep their paths (``method.beta``, ...).
+    """
+    options_model = _METHOD_OPTIONS[0]
+    if isinstance(value, MethodOptions):
+        value = value.model_dump()
+    if not isinstance(value, dict):
+        return handler(value)
+    return options_model(value.get("name", "sft")).model_validate(value)
+
+
+class StageSection(Section):
+    """One stage of a curriculum (``stages``): its own method, length and optionally data."""
+
+    method: SerializeAsAny[MethodOptions] = Field(
+        default_factory=MethodOptions, validate_default=True, description="The stage's method and options."
+    )
+    max_steps: int = Field(..., ge=1, description="Optimizer steps of this stage.")
+    dataset_path: list[PathText] | None = Field(
+        None, description="The stage's own data files or folders; unset: data.dataset_path."
+    )
+    max_length: int | None = Field(None, ge=8, description="The stage's data.max_length; unset: the job's.")
+    learning_rate: float | None = Field(None, gt=0, description="The stage's peak learning rate; unset: the job's.")
+
+    _method = field_validator("method", mode="wrap")(_method_options)
+
+    @field_validator("dataset_path", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
 class TrainerConfig(Section):
     """A whole fine-tuning job."""
 
@@ -436,18 +471,14 @@ class TrainerConfig(Section):
         default_factory=MethodOptions, validate_default=True, description="Training method and its options."
     )
 
-    @field_validator("method", mode="wrap")
-    @classmethod
-    def _method_options(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> MethodOptions:
-        # The options model depends on the method's name, and methods register themselves, so it
-        # is looked up here (lazily: trainer.methods imports this module). Errors raised by the
-        # method's own model keep their paths (method.beta, ...).
-        options_model = _METHOD_OPTIONS[0]
-        if isinstance(value, MethodOptions):
-            value = value.model_dump()
-        if not isinstance(value, dict):
-            return handler(value)
-        return options_model(value.get("name", "sft")).model_validate(value)
+    stages: list[StageSection] = Field(
+        default_factory=list,
+        description="A curriculum: stages run in order on the same model, each its own method, "
+        "steps and optionally data and length (e.g. sft, then dpo). Empty: one stage, the "
+        "method above.",
+    )
+
+    _method = field_validator("method", mode="wrap")(_method_options)
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute against ``system.base_dir`` (or the working directory)."""

@@ -19,7 +19,9 @@ from typing import TextIO
 
 from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
+from core.run_layout import RunLayout
 from trainer.core.context import JobContext, JobResult, JobStopped, Tokenization, is_main_process
+from trainer.core.curriculum import run_curriculum
 from trainer.core.divergence import TrainingDiverged
 from trainer.core.resume import data_fingerprint, plan_run
 from trainer.core.training import train_and_save
@@ -39,13 +41,30 @@ class TrainerEngine:
         self.console = console or sys.stdout
 
     def run_job(self, config: TrainerConfig, sources: dict[str, str] | None = None) -> JobResult:
-        """Train (or, with ``debug.dry_run``, only prepare data) and return the result.
+        """Train (or, with ``debug.dry_run``, only prepare data) and return the result; a
+        config with ``stages`` runs them in order (``trainer.core.curriculum``).
 
         Raises:
+            ConfigError: the run folder or resume is refused (before anything is written).
             DataError: the data cannot be trained on (too many bad rows, none left).
             JobStopped: stopped by a signal after saving a checkpoint.
+            TrainingDiverged: the loss, gradients or weights went non-finite.
             Exception: anything else, after the status file records it as ``failed``.
         """
+        if not config.stages:
+            return self.run_single(config, sources)
+        plan = plan_run(config)  # raises ConfigError before anything is written
+        if plan.note:
+            print(plan.note, file=self.console, flush=True)
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            self._write_resolved(config, plan.run_dir, sources or {})
+        return run_curriculum(self, config, plan.run_dir, sources or {})
+
+    def run_single(
+        self, config: TrainerConfig, sources: dict[str, str] | None = None, stage: tuple[int, int] | None = None
+    ) -> JobResult:
+        """One run (one method); ``stage`` = (i, n) when it is stage i of a curriculum of n."""
         plan = plan_run(config)  # raises ConfigError before anything is written
         run_dir = plan.run_dir
         writer = self.status_writer or TrainingStatusWriter(
@@ -57,6 +76,8 @@ class TrainerEngine:
             model_name=config.model.path,
             profile=config.profile.name,
             method=config.method.name,
+            stage=stage[0] if stage else None,
+            stage_count=stage[1] if stage else None,
             run_dir=str(run_dir),
             current_file=str(config.data.dataset_path[0]),
             started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -88,12 +109,7 @@ class TrainerEngine:
             print(s.plan.note, file=s.console, flush=True)
         s.run_dir.mkdir(parents=True, exist_ok=True)
         if s.writer.enabled:  # rank 0 only
-            record = {
-                "config": s.config.model_dump(mode="json"),
-                "sources": sources,
-                "data_files": data_fingerprint(s.config),  # what a later resume must find again
-            }
-            s.layout.resolved_config.write_text(json.dumps(record, indent=2, ensure_ascii=False), "utf-8")
+            self._write_resolved(s.config, s.run_dir, sources)
         s.writer.set_phase("preparing_data")
         self._prepare(s)
         s.stop_if_asked()
@@ -104,6 +120,15 @@ class TrainerEngine:
             s.writer.set_phase("completed", final_metrics={"dry_run": True})
             return JobResult(s.run_dir, None, {"dry_run": True}, dry_run=True)
         return train_and_save(s)
+
+    @staticmethod
+    def _write_resolved(config: TrainerConfig, run_dir, sources: dict[str, str]) -> None:
+        record = {
+            "config": config.model_dump(mode="json"),
+            "sources": sources,
+            "data_files": data_fingerprint(config),  # what a later resume must find again
+        }
+        RunLayout(run_dir).resolved_config.write_text(json.dumps(record, indent=2, ensure_ascii=False), "utf-8")
 
     def _prepare(self, s: JobContext) -> None:
         import datasets

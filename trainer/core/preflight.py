@@ -64,9 +64,11 @@ def check_resume(config: TrainerConfig) -> list[str]:
 def check_paths(config: TrainerConfig) -> list[str]:
     """Every problem with the files and folders the config reads, each naming its key."""
     problems = []
-    for index, raw in enumerate(config.data.dataset_path):
+    named = [(f"data.dataset_path[{i}]", raw) for i, raw in enumerate(config.data.dataset_path)]
+    for number, stage in enumerate(config.stages):
+        named += [(f"stages[{number}].dataset_path[{i}]", raw) for i, raw in enumerate(stage.dataset_path or [])]
+    for key, raw in named:
         path = config.resolve_path(raw)
-        key = f"data.dataset_path[{index}]"
         if not path.exists():
             problems.append(f"{key}: {path} does not exist")
         elif path.is_dir():

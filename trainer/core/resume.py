@@ -28,6 +28,7 @@ from trainer.core.checkpoints import (
 )
 
 RESOLVED_CONFIG_FILE = RunLayout.RESOLVED_CONFIG
+STAGE_PREFIX = "stage-"  # a curriculum's stage folders: stage-<N>-<method>
 
 # Settings that make a checkpoint belong to a different training run when they change: the data
 # and how it is rendered, the model, the batch shape, lengths and seed. Learning rate, step
@@ -50,6 +51,8 @@ TRAINING_KEYS = (
     "hyperparams.batch_size",
     "hyperparams.gradient_accumulation_steps",
     "hyperparams.seed",
+    "method",
+    "stages",
 )
 # Of those, the ones holding paths: compared resolved, since two configs may live in two folders.
 PATH_KEYS = {"model.path", "model.chat_template", "data.dataset_path"}
@@ -77,7 +80,7 @@ def plan_run(config: TrainerConfig) -> RunPlan:
     named = root / config.output.run_name if config.output.run_name else None
     if resume is None:
         run_dir = named or _new_run_dir(config, root)
-        if checkpoints(run_dir):
+        if checkpoints(run_dir) or any(checkpoints(p) for p in run_dir.glob(f"{STAGE_PREFIX}*")):
             raise ConfigError(
                 [
                     f"output.run_name: {run_dir} already holds checkpoints of an earlier run; "
@@ -87,7 +90,22 @@ def plan_run(config: TrainerConfig) -> RunPlan:
         return RunPlan(run_dir)
     if resume == "auto":
         return _plan_auto(config, root, named)
+    if config.stages:
+        raise ConfigError(["output.resume: a job with stages resumes with --resume auto (each stage keeps its own checkpoints)"])
     return _plan_path(config, config.resolve_path(resume), named)
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The run's newest complete checkpoint; in a curriculum, that of its latest stage that has
+    one (stages keep their checkpoints in ``stage-N-<method>/``)."""
+    found = find_resumable_checkpoint(run_dir)
+    if found is not None or not run_dir.is_dir():
+        return found
+    stages = sorted(
+        (p for p in run_dir.glob(f"{STAGE_PREFIX}*") if p.is_dir() and find_resumable_checkpoint(p)),
+        key=lambda p: int(p.name.split("-")[1]) if p.name.split("-")[1].isdigit() else 0,
+    )
+    return find_resumable_checkpoint(stages[-1]) if stages else None
 
 
 def _new_run_dir(config: TrainerConfig, root: Path) -> Path:
@@ -103,13 +121,14 @@ def _new_run_dir(config: TrainerConfig, root: Path) -> Path:
 
 def _plan_auto(config: TrainerConfig, root: Path, named: Path | None) -> RunPlan:
     if named is not None:
-        checkpoint = find_resumable_checkpoint(named)
+        checkpoint = newest_checkpoint(named)
         if checkpoint is None:
             return RunPlan(named, None, f"--resume auto: no complete checkpoint in {named}; starting fresh")
         _refuse_if_different(config, named)
-        return RunPlan(named, checkpoint)
+        # A curriculum's stages find their own checkpoints; the job itself continues none.
+        return RunPlan(named, None if config.stages else checkpoint)
     runs = sorted(
-        (p for p in root.iterdir() if p.is_dir() and find_resumable_checkpoint(p)) if root.is_dir() else (),
+        (p for p in root.iterdir() if p.is_dir() and newest_checkpoint(p)) if root.is_dir() else (),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )
@@ -121,7 +140,7 @@ def _plan_auto(config: TrainerConfig, root: Path, named: Path | None) -> RunPlan
     if len(matching) == 1:
         run = matching[0]
         note = None if len(runs) == 1 else f"--resume auto: {run.name} is the only run whose config matches this one"
-        return RunPlan(run, find_resumable_checkpoint(run), note)
+        return RunPlan(run, None if config.stages else find_resumable_checkpoint(run), note)
     lines = [_describe_candidate(run, differences[run]) for run in runs]
     if matching:
         head = f"output.resume: --resume auto is ambiguous: {len(matching)} runs in {root} match this config"
@@ -173,7 +192,7 @@ def _refuse_if_different(config: TrainerConfig, run_dir: Path) -> None:
 
 
 def _describe_candidate(run: Path, differences: list[str]) -> str:
-    step = find_resumable_checkpoint(run).name
+    step = newest_checkpoint(run).name
     when = datetime.fromtimestamp(run.stat().st_mtime).isoformat(timespec="seconds")
     what = "config matches" if not differences else "differs in " + "; ".join(differences)
     return f"{run.name} (newest {step}, modified {when}): {what}"

@@ -1,0 +1,76 @@
+"""Curricula: ``stages: [...]`` runs several methods in order on the same model, in one job.
+
+Each stage is a whole run of its own inside the job's folder (``<run>/stage-<N>-<method>/``, with
+its own checkpoints, metrics, data report and model), trained from the model the previous stage
+saved. So everything a single run does (status, divergence, resume) holds per stage, and
+``--resume auto`` continues inside the stage where the job stopped: stages already done resume
+at their last checkpoint, which trains no step, and hand on the same model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.run_layout import RunLayout
+from trainer.config.schema import TrainerConfig
+from trainer.core.context import JobResult, is_main_process
+from trainer.core.resume import STAGE_PREFIX
+
+if TYPE_CHECKING:
+    from trainer.core.engine import TrainerEngine
+
+
+def stage_name(index: int, method: str) -> str:
+    return f"{STAGE_PREFIX}{index}-{method.replace(':', '_').replace('.', '_')}"
+
+
+def stage_configs(config: TrainerConfig, run_dir: Path) -> list[TrainerConfig]:
+    """One complete job config per stage: the job's settings with the stage's method, steps,
+    data and length, writing into ``run_dir/stage-N-<method>``, starting from the previous
+    stage's model."""
+    base = config.model_dump(mode="json")
+    out, previous = [], None
+    for index, stage in enumerate(config.stages, start=1):
+        data = copy.deepcopy(base)
+        name = stage_name(index, stage.method.name)
+        data["stages"] = []
+        data["method"] = stage.method.model_dump(mode="json")
+        data["hyperparams"].update(max_steps=stage.max_steps, num_epochs=None)
+        if stage.learning_rate is not None:
+            data["hyperparams"]["learning_rate"] = stage.learning_rate
+        if stage.dataset_path is not None:
+            data["data"]["dataset_path"] = stage.dataset_path
+        if stage.max_length is not None:
+            data["data"]["max_length"] = stage.max_length
+        data["output"].update(output_dir=str(run_dir), run_name=name)
+        # A stage resumes only inside a job that resumes; a fresh job refuses stage folders
+        # with checkpoints already (trainer.core.resume.plan_run).
+        data["output"]["resume"] = "auto" if config.output.resume is not None else None
+        if previous is not None and not config.debug.dry_run:  # a dry run trains no model to hand on
+            data["model"]["path"] = str(previous)
+        out.append(TrainerConfig.model_validate(data))
+        previous = run_dir / name / "model"
+    return out
+
+
+def run_curriculum(engine: TrainerEngine, config: TrainerConfig, run_dir: Path, sources: dict[str, str]) -> JobResult:
+    """Run every stage in order; the job's result is the last stage's, with every stage's."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configs = stage_configs(config, run_dir)
+    results = []
+    for index, stage_config in enumerate(configs, start=1):
+        print(f"=== stage {index}/{len(configs)}: {stage_config.method.name} ({stage_config.output.run_name})", file=engine.console, flush=True)
+        result = engine.run_single(stage_config, sources, stage=(index, len(configs)))
+        results.append(result)
+    last = results[-1]
+    stages = [
+        {"stage": i, "method": c.method.name, "run_dir": str(r.run_dir), "model_path": str(r.model_path) if r.model_path else None, "final_metrics": r.final_metrics}
+        for i, (c, r) in enumerate(zip(configs, results), start=1)
+    ]
+    result = JobResult(run_dir, last.model_path, {**last.final_metrics, "stages": stages}, dry_run=last.dry_run, probes=last.probes)
+    if is_main_process():
+        RunLayout(run_dir).result.write_text(json.dumps(result.to_json(), indent=2), "utf-8")
+    return result
