@@ -102,7 +102,7 @@ def test_dpo_end_to_end_on_the_tiny_model(tmp_path, builtin_cache, tiny_model_di
         **{"data.dataset_path": [str(tmp_path / "pairs.jsonl")], "hyperparams.batch_size": 4, "hyperparams.max_steps": 8, "inference.preview_every_steps": 0},
     )
     proc = subprocess.run(
-        [sys.executable, str(CLI), "--config", str(write_config(tmp_path, values)), "--method", "dpo", "--set", "method.beta=0.2"],
+        [sys.executable, str(CLI), "--config", str(write_config(tmp_path, values)), "--method", "dpo", "--set", "method.beta=0.2", "--set", "inference.evaluate_at_start=true"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,6 +117,10 @@ def test_dpo_end_to_end_on_the_tiny_model(tmp_path, builtin_cache, tiny_model_di
     assert all("rewards/margins" in r for r in records)
     result = json.loads((run / "result.json").read_text())
     assert result["final_metrics"]["method"] == "dpo" and 0 <= result["final_metrics"]["rewards/accuracies"] <= 1
+    # the starting model answered the same probes first (inference.evaluate_at_start)
+    assert result["final_metrics"]["probes_format_ok_at_start"] == 0  # the untrained tiny model
+    previews = [json.loads(l) for l in (run / "previews.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in previews] == [0] * 4 + [8] * 4
     assert json.loads((run / "data_report.json").read_text())["formats"] == {"prompt_chosen_rejected": 120}
     before, after = load_weights(tiny_model_dir), load_weights(run / "model")
     assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -288,6 +288,11 @@ class InferenceSection(Section):
         description="Fixed probe prompts; when empty, probes come from the held-out rows.",
     )
     max_new_tokens: int = Field(128, ge=1, description="Longest generated answer, in tokens.")
+    evaluate_at_start: bool = Field(
+        False,
+        description="Answer the probes with the starting model too (step 0), so the result has "
+        "format and answer rates before training beside those after.",
+    )
     temperature: float = Field(0.0, ge=0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
     repetition_penalty: float = Field(1.0, gt=0, description="transformers repetition penalty.")

@@ -118,6 +118,12 @@ def train_and_save(s: JobContext) -> JobResult:
         step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]
         for log in (previews, metrics_log):
             log.keep_steps_up_to(step)
+    before = None
+    if config.inference.evaluate_at_start and probes and resume is None:
+        # The starting model's answers, so "before" and "after" are measured on the same probes.
+        writer.set_phase("evaluating")
+        before = backend.run(model, 0, limit=len(probes))
+        preview_cb.record(before)
     writer.set_phase("training")
     trainer.train(resume_from_checkpoint=resume)
     if s.stopper.received is not None:
@@ -146,6 +152,11 @@ def train_and_save(s: JobContext) -> JobResult:
         "probes": len(summary.records),
         "probes_format_ok": summary.format_ok,
         "probes_correct": summary.correct,
+        **(
+            {"probes_format_ok_at_start": before.format_ok, "probes_correct_at_start": before.correct}
+            if before is not None
+            else {}
+        ),
         "train_runtime_s": round(pace.elapsed(), 1),
         "skipped_steps": guard.skipped_steps,
         "method": method.name,
