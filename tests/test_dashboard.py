@@ -126,7 +126,7 @@ def test_status_metrics_and_previews_of_the_named_run(server, files, tmp_path):
     assert (training["phase"], training["current_step"], training["loss"], training["stale"]) == ("training", 3, 1.5, False)
     metrics = json.loads(get(server, "/api/metrics")[2])
     assert [(m["step"], m["loss"]) for m in metrics] == [(1, 3.0), (2, 2.0)]  # torn last line skipped
-    assert "entropy" not in metrics[0]
+    assert metrics[0]["entropy"] == 2 and "entropy" not in metrics[1]  # a method's figure is kept, as logged
     assert json.loads(get(server, "/api/previews")[2])[0]["model_output"] == "o"
 
 
@@ -262,8 +262,10 @@ def test_page_in_a_real_browser_during_a_real_run(tmp_path, builtin_cache):
         assert 0 < float(dom.attrs["progress"]["value"]) < 1
         assert "active" in dom.attrs["progress"]["class"]  # the running colour, not failed or stale
         assert re.fullmatch(r"\d+:\d\d", dom.text["eta"].strip())
-        loss_lines = [p for p in dom.polylines if int(p.get("data-count", 0)) >= 3]
+        loss_lines = [p for p in dom.polylines if p.get("data-key") in ("loss", "learning_rate") and int(p.get("data-count", 0)) >= 3]
         assert len(loss_lines) == 2  # loss and learning-rate curves, from metrics.jsonl
+        charted = {p.get("data-key") for p in dom.polylines}  # and SFT's own figures, no preference ones
+        assert {"mean_token_accuracy", "entropy"} <= charted and not any(k.startswith(("rewards/", "logps/")) for k in charted)
         assert len(loss_lines[0]["points"].split()) >= 3
         assert dom.preview_rows >= 1
         assert dom.text["daemon-waiting"].startswith("not running:")  # no daemon status file

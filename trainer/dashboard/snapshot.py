@@ -31,6 +31,8 @@ from typing import Any
 from core.run_layout import RunLayout
 
 MAX_POINTS = 2000  # metric points sent to a chart; older ones are thinned out
+METRIC_KEYS = ("step", "loss", "learning_rate", "grad_norm", "tokens_per_sec", "epoch")  # in every point
+METRIC_KEYS_MAX = 64  # keys kept per metric point, a bound on what one odd line can send
 STALE_HEARTBEATS = 3  # missed heartbeats before a writer counts as gone
 STALE_GRACE_S = 5.0  # slack for a slow disk or a busy machine, seconds
 # Phase by the seed format's coarse status, for files that have no ``phase``.
@@ -97,6 +99,29 @@ def read_jsonl(path: Path, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
         step = len(records) / limit
         records = [records[int(i * step)] for i in range(limit - 1)] + [records[-1]]
     return records
+
+
+def _is_figure(value: Any) -> bool:
+    """A number (NaN / Inf included) or null: what a chart can draw or mark as missing."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def metric_point(record: dict[str, Any]) -> dict[str, Any]:
+    """One ``metrics.jsonl`` line as the page charts it.
+
+    The common keys are always there (null when the line lacks them); every other key whose
+    value is a number or null is kept as it is: the method's own figures (DPO's
+    ``rewards/chosen``, SFT's ``entropy``, ...) whatever their names, and the curriculum's
+    ``stage`` / ``stage_count``. ``method`` is kept when it is a string. Text, lists and objects
+    (``time``, ``nonfinite``) are left out; they are not figures.
+    """
+    point = {k: record.get(k) for k in METRIC_KEYS}
+    for key, value in record.items():
+        if key in point or len(point) >= METRIC_KEYS_MAX:
+            continue
+        if _is_figure(value) or (key == "method" and isinstance(value, str)):
+            point[key] = value
+    return point
 
 
 def age_seconds(timestamp: Any) -> float | None:
@@ -248,10 +273,13 @@ class Sources:
         return inside_run(Path(run_dir), name) if isinstance(run_dir, str) and run_dir else None
 
     def metrics(self) -> list[dict[str, Any]]:
-        """Raises NotServed for a metrics file that leads outside its run folder."""
+        """The run's metric lines, shaped by :func:`metric_point`.
+
+        Raises:
+            NotServed: the metrics file leads outside its run folder.
+        """
         path = self._run_file(RunLayout.METRICS)
-        keep = ("step", "loss", "learning_rate", "grad_norm", "tokens_per_sec", "epoch")
-        return spell_non_finite([{k: r.get(k) for k in keep} for r in read_jsonl(path)] if path else [])
+        return spell_non_finite([metric_point(r) for r in read_jsonl(path)] if path else [])
 
     def previews(self, limit: int = 50) -> list[dict[str, Any]]:
         """Raises NotServed for a previews file that leads outside its run folder."""

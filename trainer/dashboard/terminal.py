@@ -17,6 +17,9 @@ from trainer.monitoring.formatting import format_duration
 
 SPARK = "▁▂▃▄▅▆▇█"
 NON_FINITE = ("NaN", "Infinity", "-Infinity")  # how snapshots spell non-finite numbers
+FIGURES_SHOWN = 5  # method figures on the terminal's one line
+# The headline figures of the preference methods, shown first when a method logs them.
+FIGURES_FIRST = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl", "log_odds_ratio")
 
 
 def sparkline(values: list[float], width: int = 40) -> str:
@@ -57,11 +60,32 @@ def _progress_line(s: dict[str, Any]) -> str:
     return f"{filled} {steps}  {view.get('text', '').upper() if shout else view.get('text', '')}"
 
 
+def _method_words(s: dict[str, Any]) -> str:
+    """``  method dpo  stage 2/2``: the method, and in a curriculum the running stage of how many."""
+    words = f"  method {s['method']}" if isinstance(s.get("method"), str) and s["method"] else ""
+    stage, count = s.get("stage"), s.get("stage_count")
+    if isinstance(stage, int) and not isinstance(stage, bool):
+        words += f"  stage {stage}/{count if isinstance(count, int) and not isinstance(count, bool) else '?'}"
+    return words
+
+
+def _figures_line(method: Any, figures: Any) -> str:
+    """``dpo figures: rewards/margins 1.03  ...``: the method's latest figures on one line, the
+    headline ones first; "" when there are none."""
+    if not isinstance(figures, dict) or not figures:
+        return ""
+    names = [k for k in FIGURES_FIRST if k in figures] + [k for k in figures if k not in FIGURES_FIRST]
+    shown = "  ".join(f"{k} {_num(figures[k], '.4g')}" for k in names[:FIGURES_SHOWN])
+    more = len(names) - FIGURES_SHOWN
+    label = f"{method} figures" if isinstance(method, str) and method else "figures"
+    return f"{label}: {shown}" + (f"  (+{more} more)" if more > 0 else "")
+
+
 def training_lines(s: dict[str, Any], metrics: list[dict[str, Any]], previews: list[dict[str, Any]]) -> list[str]:
     if "waiting" in s:
         return [f"training: waiting: {s['waiting']}"]
     lines = [
-        f"run {s.get('run_name')}  phase {s.get('phase')}  model {s.get('model_name')}  profile {s.get('profile')}",
+        f"run {s.get('run_name')}  phase {s.get('phase')}{_method_words(s)}  model {s.get('model_name')}  profile {s.get('profile')}",
         _progress_line(s),
         (
             f"loss {_num(s.get('loss'), '.4f')}  lr {_num(s.get('learning_rate'), '.2e')}  "
@@ -69,6 +93,9 @@ def training_lines(s: dict[str, Any], metrics: list[dict[str, Any]], previews: l
             f"accuracy {_num(s.get('accuracy_percent'), '.0f')}%"
         ),
     ]
+    figures = _figures_line(s.get("method"), s.get("method_metrics"))
+    if figures:
+        lines.append(figures)
     losses = [m["loss"] for m in metrics if _finite(m.get("loss"))]
     if losses:
         lines.append(f"loss curve {sparkline(losses)}  ({losses[0]:.3f} -> {losses[-1]:.3f})")

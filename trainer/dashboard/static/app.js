@@ -16,6 +16,8 @@ const $ = (id) => document.getElementById(id);
 const isNum = (x) => typeof x === "number" && Number.isFinite(x);
 // A number in `format`, a non-finite one by its name, anything else as null (shown "–").
 const shown = (x, format) => (isNum(x) ? format(x) : NON_FINITE.has(x) ? x : null);
+// A method figure: four significant digits, exponent only for very large or small ones.
+const figure = (x) => (Math.abs(x) >= 1e5 || (x !== 0 && Math.abs(x) < 1e-4) ? x.toExponential(3) : String(Number(x.toPrecision(4))));
 function text(id, value) { $(id).textContent = value === null || value === undefined || value === "" ? "–" : String(value); }
 function tone(node, base, name) { node.className = base + " " + (TONES.includes(name) ? name : "neutral"); }
 function duration(seconds) {
@@ -62,6 +64,16 @@ function renderTraining(s) {
   $("state-text").hidden = running || view.state === "stale";
   $("state-text").textContent = view.text;
   tone($("state-text"), "state", view.tone);
+  const method = typeof s.method === "string" ? s.method : "";
+  $("method").hidden = !method;
+  $("method").textContent = method;
+  const staged = isNum(s.stage);
+  $("stage-of").hidden = !staged;
+  $("stage-of").textContent = staged ? `stage ${s.stage} of ${isNum(s.stage_count) ? s.stage_count : "?"}` : "";
+  // in a curriculum the charts are the running stage's (its own run folder): say so by them
+  chartScope = staged ? [$("stage-of").textContent, method].filter(Boolean).join(" · ") : "";
+  for (const node of document.querySelectorAll(".scope")) node.textContent = chartScope;
+  renderFigures(s);
   text("model", [s.model_name, s.profile ? "profile " + s.profile : ""].filter(Boolean).join(" · "));
   // the bar takes the verdict's colour: red for a failed run, amber for a stale one
   $("progress").value = isNum(s.progress) ? Math.max(0, Math.min(1, s.progress)) : 0;
@@ -83,6 +95,17 @@ function renderTraining(s) {
   }
 }
 
+// The method's own figures (status.method_metrics): name and latest value, in the order logged.
+function renderFigures(s) {
+  const figures = s.method_metrics && typeof s.method_metrics === "object" ? Object.entries(s.method_metrics) : [];
+  $("figures-title").textContent = (typeof s.method === "string" && s.method ? s.method + " " : "") + "figures, latest";
+  $("figures").tBodies[0].replaceChildren(...figures.map(([name, value]) => el("tr", {}, [
+    el("td", { textContent: name }),
+    el("td", { className: "num", textContent: shown(value, figure) ?? "–" }),
+  ])));
+  if (!figures.length) $("figures").tBodies[0].append(el("tr", {}, [el("td", { colSpan: 2, className: "muted", textContent: "none logged yet" })]));
+}
+
 // Round numbers between lo and hi for axis ticks (1, 2 or 5 times a power of ten apart; whole
 // numbers only when `whole`, as steps are).
 function niceTicks(lo, hi, count, whole) {
@@ -94,27 +117,42 @@ function niceTicks(lo, hi, count, whole) {
   return ticks;
 }
 
-function renderChart(id, points, key, format) {
+// A chart of one or more lines over the same step axis. `series` is a key of `points` (with
+// `format` for its y ticks), or a list of {key, label, format, right, range}: `label` names the
+// line in the legend, `right` puts it on a second y axis at the right, `range` is a y range the
+// axis always shows (accuracies: [0, 1]). Non-finite values are marked at their step, never drawn.
+function renderChart(id, points, series, format) {
+  if (typeof series === "string") series = [{ key: series, format }];
   const chart = $(id);
   // draw in CSS pixels, so that labels are never stretched
   const W = chart.clientWidth || 400, H = chart.clientHeight || 180;
-  const M = { left: 62, right: 14, top: 10, bottom: 36 };
+  const legend = series.some((s) => s.label);
+  const M = { left: 62, right: series.some((s) => s.right) ? 50 : 14, top: legend ? 28 : 10, bottom: 36 };
   chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   chart.replaceChildren();
   const stepped = points.filter((p) => isNum(p.step));
-  const data = stepped.filter((p) => isNum(p[key]));
-  const broken = stepped.filter((p) => NON_FINITE.has(p[key]));
-  if (!data.length && !broken.length) {
+  const lines = series.map((s, n) => ({
+    ...s, n, data: stepped.filter((p) => isNum(p[s.key])), broken: stepped.filter((p) => NON_FINITE.has(p[s.key])),
+  }));
+  if (lines.every((s) => !s.data.length && !s.broken.length)) {
     chart.append(svg("text", { x: 8, y: 20, class: "note" }, "waiting for the first logged step"));
     return;
   }
-  const xs = stepped.filter((p) => isNum(p[key]) || NON_FINITE.has(p[key])).map((p) => p.step);
+  const xs = lines.flatMap((s) => [...s.data, ...s.broken].map((p) => p.step));
   const x0 = Math.min(...xs), x1 = Math.max(...xs);
-  const ys = data.map((p) => p[key]);
-  const y0 = ys.length ? Math.min(...ys) : 0, y1 = ys.length ? Math.max(...ys) : 1;
   const left = M.left, right = W - M.right, top = M.top, bottom = H - M.bottom;
   const sx = (x) => (x1 === x0 ? (left + right) / 2 : left + ((x - x0) / (x1 - x0)) * (right - left));
-  const sy = (y) => (y1 === y0 ? (top + bottom) / 2 : bottom - ((y - y0) / (y1 - y0)) * (bottom - top));
+  // one y scale per side, over its finite values (and the range its series always show)
+  const scale = (onRight) => {
+    const mine = lines.filter((s) => Boolean(s.right) === onRight);
+    const ys = mine.flatMap((s) => s.data.map((p) => p[s.key]));
+    if (!ys.length) return null;
+    const all = [...ys, ...mine.flatMap((s) => s.range || [])];
+    const y0 = Math.min(...all), y1 = Math.max(...all);
+    const sy = (y) => (y1 === y0 ? (top + bottom) / 2 : bottom - ((y - y0) / (y1 - y0)) * (bottom - top));
+    return { y0, y1, sy, format: mine[0].format || autoFormat(y0, y1) };
+  };
+  const scales = { left: scale(false), right: scale(true) };
 
   // axes: x in steps (min, max and round steps between), y with its range labelled
   chart.append(svg("line", { x1: left, y1: bottom, x2: right, y2: bottom, class: "axis" }));
@@ -128,29 +166,136 @@ function renderChart(id, points, key, format) {
     chart.append(svg("text", { x: sx(t), y: bottom + 15, "text-anchor": "middle", class: "tick x-tick" }, String(t)));
   }
   chart.append(svg("text", { x: (left + right) / 2, y: H - 4, "text-anchor": "middle", class: "axis-label" }, "step"));
-  if (ys.length) {
-    const yTicks = y1 === y0 ? [y0] : [y0, (y0 + y1) / 2, y1];
-    for (const t of yTicks) {
-      chart.append(svg("line", { x1: left, y1: sy(t), x2: right, y2: sy(t), class: "grid" }));
-      chart.append(svg("text", { x: left - 5, y: sy(t) + 3.5, "text-anchor": "end", class: "tick y-tick" }, format(t)));
+  const yTicks = (s) => (s.y1 === s.y0 ? [s.y0] : [s.y0, (s.y0 + s.y1) / 2, s.y1]);
+  if (scales.left) {
+    for (const t of yTicks(scales.left)) {
+      chart.append(svg("line", { x1: left, y1: scales.left.sy(t), x2: right, y2: scales.left.sy(t), class: "grid" }));
+      chart.append(svg("text", { x: left - 5, y: scales.left.sy(t) + 3.5, "text-anchor": "end", class: "tick y-tick" }, scales.left.format(t)));
     }
   }
-  for (const p of broken) { // a diverged step: marked where it happened, never drawn as a value
-    chart.append(svg("line", { x1: sx(p.step), y1: top, x2: sx(p.step), y2: bottom, class: "nan" }));
+  if (scales.right) {
+    chart.append(svg("line", { x1: right, y1: top, x2: right, y2: bottom, class: "axis" }));
+    for (const t of yTicks(scales.right)) {
+      chart.append(svg("line", { x1: right, y1: scales.right.sy(t), x2: right + 4, y2: scales.right.sy(t), class: "axis" }));
+      chart.append(svg("text", { x: right + 6, y: scales.right.sy(t) + 3.5, "text-anchor": "start", class: "tick y2-tick" }, scales.right.format(t)));
+    }
   }
-  if (broken.length) {
-    const first = broken[0];
-    chart.append(svg("text", { x: right - 4, y: top + 12, "text-anchor": "end", class: "nan-label" },
-      `${first[key]} at step ${first.step}${broken.length > 1 ? ` (+${broken.length - 1} more)` : ""}`));
-  }
-  if (!data.length) {
+  // a diverged step: marked where it happened, never drawn as a value
+  lines.filter((s) => s.broken.length).forEach((s, row) => {
+    for (const p of s.broken) chart.append(svg("line", { x1: sx(p.step), y1: top, x2: sx(p.step), y2: bottom, class: "nan" }));
+    const first = s.broken[0];
+    chart.append(svg("text", { x: right - 4, y: top + 12 + 13 * row, "text-anchor": "end", class: "nan-label" },
+      `${s.label ? s.label + " " : ""}${first[s.key]} at step ${first.step}${s.broken.length > 1 ? ` (+${s.broken.length - 1} more)` : ""}`));
+  });
+  if (legend) drawLegend(chart, lines, left, top - 12);
+  if (lines.every((s) => !s.data.length)) {
     chart.append(svg("text", { x: left + 8, y: top + 28, class: "note" }, "no finite value logged"));
     return;
   }
-  const line = svg("polyline", { points: data.map((p) => sx(p.step).toFixed(1) + "," + sy(p[key]).toFixed(1)).join(" ") });
-  line.dataset.count = String(data.length);
-  chart.append(line);
-  if (data.length === 1) chart.append(svg("circle", { cx: sx(data[0].step), cy: sy(data[0][key]), r: 3, class: "dot" }));
+  for (const s of lines.filter((s) => s.data.length)) {
+    const sy = (s.right ? scales.right : scales.left).sy;
+    const line = svg("polyline", { class: "s" + s.n, points: s.data.map((p) => sx(p.step).toFixed(1) + "," + sy(p[s.key]).toFixed(1)).join(" ") });
+    line.dataset.count = String(s.data.length);
+    line.dataset.key = s.key;
+    chart.append(line);
+    if (s.data.length === 1) chart.append(svg("circle", { cx: sx(s.data[0].step), cy: sy(s.data[0][s.key]), r: 3, class: "dot s" + s.n }));
+  }
+}
+
+// Legend above the plot: a swatch in the line's colour and dash, then its name.
+function drawLegend(chart, lines, x, y) {
+  const group = svg("g", { class: "legend" });
+  chart.append(group);
+  for (const s of lines) {
+    group.append(svg("line", { x1: x, y1: y, x2: x + 18, y2: y, class: "swatch s" + s.n }));
+    const name = s.label + (s.right ? " (right axis)" : "") + (s.data.length || s.broken.length ? "" : " (no value)");
+    const label = svg("text", { x: x + 23, y: y + 3.5, class: "legend-label" }, name);
+    label.dataset.key = s.key;
+    group.append(label);
+    x += 23 + (label.getComputedTextLength() || 6.5 * name.length) + 16;
+  }
+}
+
+// Tick labels for a figure of any scale: enough decimals to tell the ticks apart.
+function autoFormat(lo, hi) {
+  const big = Math.max(Math.abs(lo), Math.abs(hi));
+  if (big >= 1e5 || (big > 0 && big < 1e-3)) return (y) => y.toExponential(1);
+  const span = hi - lo || big || 1;
+  const decimals = Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(span))));
+  return (y) => y.toFixed(decimals);
+}
+
+// The method's figures in metrics.jsonl, charted by group: chosen beside rejected, margins with
+// accuracies (0..1, right axis), then each other figure alone, at most MAX_METHOD_CHARTS charts.
+// A chart exists only while the metrics have one of its keys: an SFT run shows no DPO charts.
+const NOT_METHOD_KEYS = new Set(["step", "loss", "learning_rate", "grad_norm", "epoch", "num_tokens", "time",
+  "tokens_per_sec", "stage", "stage_count", "method", "nonfinite"]);
+const MAX_METHOD_CHARTS = 6;
+const GROUPS = [
+  { id: "rewards-chart", title: "Rewards", series: [{ key: "rewards/chosen", label: "rewards/chosen" }, { key: "rewards/rejected", label: "rewards/rejected" }] },
+  { id: "margins-chart", title: "Margins / accuracies", series: [
+    { key: "rewards/margins", label: "rewards/margins" },
+    { key: "rewards/accuracies", label: "rewards/accuracies", right: true, range: [0, 1], format: (y) => y.toFixed(2) }] },
+  { id: "logps-chart", title: "Log-probs", series: [{ key: "logps/chosen", label: "logps/chosen" }, { key: "logps/rejected", label: "logps/rejected" }] },
+];
+let chartScope = "";
+
+function methodKeys(points) {
+  const keys = new Set();
+  for (const p of points) {
+    for (const [k, v] of Object.entries(p)) {
+      if (!NOT_METHOD_KEYS.has(k) && (isNum(v) || NON_FINITE.has(v) || v === null)) keys.add(k);
+    }
+  }
+  return [...keys];
+}
+
+function methodChartGroups(points) {
+  const keys = methodKeys(points), present = new Set(keys), used = new Set();
+  const groups = [];
+  const add = (group) => {
+    const series = group.series.filter((s) => present.has(s.key));
+    if (!series.length) return;
+    series.forEach((s) => used.add(s.key));
+    if (series.length === 1) series[0] = { ...series[0], right: false }; // alone, it takes the left axis
+    groups.push({ ...group, series });
+  };
+  GROUPS.forEach(add);
+  const pair = /^(.+)\/(chosen|rejected)$/;
+  for (const key of keys) { // each other figure alone ...
+    if (!used.has(key) && !pair.test(key)) add({ id: "figure-chart-" + slug(key), title: key, series: [{ key }] });
+  }
+  for (const key of keys) { // ... then the other chosen / rejected pairs (logits/chosen, ...)
+    const m = key.match(pair);
+    if (m && !used.has(key)) {
+      const both = ["chosen", "rejected"].map((side) => ({ key: `${m[1]}/${side}`, label: `${m[1]}/${side}` }));
+      add({ id: "figure-chart-" + slug(m[1]), title: m[1], series: both });
+    }
+  }
+  return { shown: groups.slice(0, MAX_METHOD_CHARTS), left: groups.slice(MAX_METHOD_CHARTS) };
+}
+
+const slug = (key) => key.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase() || "figure";
+
+const methodCards = new Map(); // chart id -> its card, kept between refreshes
+function renderMethodCharts(points) {
+  const { shown, left } = methodChartGroups(points);
+  const cards = shown.map((group) => {
+    let card = methodCards.get(group.id);
+    if (!card) {
+      card = el("section", { className: "card method-chart" }, [el("h2", { textContent: group.title + " " }, [el("span", { className: "muted scope" })])]);
+      const chart = svg("svg", { id: group.id, class: "chart", role: "img", "aria-label": group.title + " by step" });
+      card.append(chart);
+      methodCards.set(group.id, card);
+    }
+    card.querySelector(".scope").textContent = chartScope;
+    return [card, group];
+  });
+  $("method-charts").replaceChildren(...cards.map(([card]) => card));
+  for (const [card, group] of cards) renderChart(group.id, points, group.series);
+  const names = left.flatMap((g) => g.series.map((s) => s.key));
+  $("charts-left-out").hidden = !names.length;
+  $("charts-left-out").textContent = names.length ? `not charted (${MAX_METHOD_CHARTS} charts at most; latest values in the figures table): ${names.join(", ")}` : "";
 }
 
 function chartUnavailable(id, why) {
@@ -217,7 +362,12 @@ const PANELS = [
   ["/api/metrics", (m) => {
     renderChart("loss-chart", m, "loss", (y) => y.toFixed(3));
     renderChart("lr-chart", m, "learning_rate", (y) => y.toExponential(1));
-  }, (why) => { chartUnavailable("loss-chart", why); chartUnavailable("lr-chart", why); }],
+    renderMethodCharts(m);
+  }, (why) => {
+    chartUnavailable("loss-chart", why); chartUnavailable("lr-chart", why);
+    $("method-charts").replaceChildren(); // which figures there are is not known now
+    $("charts-left-out").hidden = true;
+  }],
   ["/api/previews", renderPreviews, previewsUnavailable],
   ["/api/daemon", renderDaemon, (why) => renderDaemon({ waiting: "cannot read the daemon status: " + why })],
 ];
