@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobkit import CLI, REPO, cli, job_values, load_weights, wait_for, write_config
+from test_methods import KNOWN
 from trainer.config import ConfigError, create_default_config
 
 PAIRS = REPO / "data" / "preferences_train.jsonl"
@@ -49,7 +50,7 @@ def test_stage_options_are_checked_with_their_paths():
     assert info.value.problems == [
         "stages[0].method.bta: unknown key; did you mean stages[0].method.beta? (from create_default_config)",
         "stages[0].max_steps: required key is missing (from create_default_config)",
-        "stages[1].method.name: expected one of 'dpo' or 'sft'; got 'sfy' (str); did you mean 'sft'? (from create_default_config)",
+        f"stages[1].method.name: expected one of {KNOWN}; got 'sfy' (str); did you mean 'sft'? (from create_default_config)",
     ]
 
 

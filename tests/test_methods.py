@@ -12,9 +12,11 @@ import pytest
 
 from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, write_config
 from trainer.config import ConfigError, create_default_config
-from trainer.methods import get_method
+from trainer.methods import METHODS, get_method
 
 PAIRS = REPO / "data" / "preferences_train.jsonl"
+_names = [repr(n) for n in sorted(METHODS)]
+KNOWN = ", ".join(_names[:-1]) + f" or {_names[-1]}"  # as the error message lists them
 
 
 def problems(**overrides) -> list[str]:
@@ -31,7 +33,7 @@ def test_default_method_is_sft_and_every_config_keeps_working():
 
 def test_unknown_method_lists_the_known_ones():
     assert problems(**{"method.name": "dpp"}) == [
-        "method.name: expected one of 'dpo' or 'sft'; got 'dpp' (str); did you mean 'dpo'? (from create_default_config)"
+        f"method.name: expected one of {KNOWN}; got 'dpp' (str); did you mean 'dpo'? (from create_default_config)"
     ]
 
 

@@ -75,7 +75,8 @@ def _marked(tokenizer: Any, template: str | None, pair: PreferencePair) -> str:
 
 
 def build_pairs(config: TrainerConfig, files: list[Path], tokenizer: Any, template: str | None, profile: DataProfile, eos_ids: set[int]):
-    """(columns, probes, report, rejects) for a preference method; see ``prepare_data``."""
+    """(columns, probes, report, rejects, {"heldout": pairs}) for a preference method; see
+    ``prepare_data``."""
     report = DataReport(
         files=[str(f) for f in files],
         max_length=config.data.max_length,
@@ -133,4 +134,6 @@ def build_pairs(config: TrainerConfig, files: list[Path], tokenizer: Any, templa
         Probe(item.pair.prompt, profile.check_format(item.pair.chosen).answer, item.pair.chosen, item.pair.source)
         for item in holdout
     ]
-    return columns, probes, report, [r.to_json() for r in rejects]
+    # The whole held-out pairs, rejected answer included, for methods that score pairs (reward).
+    heldout = [{**item.pair.to_trl(), "source": item.pair.source} for item in holdout]
+    return columns, probes, report, [r.to_json() for r in rejects], {"heldout": heldout}

@@ -8,7 +8,7 @@ rejects, or no row left, stops the job here, before any model is loaded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from trainer.config.schema import TrainerConfig
 from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
 from trainer.data.example import DataError, Example, Probe, Rejected, RowError
 from trainer.data.holdout import split_holdout
+from trainer.data.labeled_data import build_labeled
 from trainer.data.pairs import build_pairs
 from trainer.data.formats import convert_row, row_format
 from trainer.data.readers import FILE_STAGE, expand_paths, iter_rows
 from trainer.data.report import DataReport, length_stats
+from trainer.data.unpaired_data import build_unpaired
 from trainer.profiles import DataProfile
 
 SAMPLES_SHOWN = 3
@@ -29,9 +31,13 @@ SAMPLES_SHOWN = 3
 
 @dataclass
 class PreparedData:
-    train: Any  # datasets.Dataset with input_ids and labels
+    train: Any  # datasets.Dataset: the method's training columns (SFT: input_ids and labels)
     probes: list[Probe]
     report: DataReport
+    # Held-out rows in the method's own shape, for methods that measure on them instead of
+    # generating (preference: TRL's prompt / chosen / rejected; labeled: input_ids / label).
+    heldout: list[dict[str, Any]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # labeled data: class names by label id
 
 
 @dataclass
@@ -205,8 +211,9 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
     return columns, probes, report, [r.to_json() for r in rejects]
 
 
-# Data shape (a method's ``data_shape``) -> the builder of its columns, probes, report, rejects.
-BUILDERS = {"conversations": _build, "preference": build_pairs}
+# Data shape (a method's ``data_shape``) -> the builder of its columns, probes, report, rejects
+# and, optionally, a fifth item: a dict of PreparedData's optional fields (heldout, classes).
+BUILDERS = {"conversations": _build, "preference": build_pairs, "labeled": build_labeled, "unpaired": build_unpaired}
 
 
 def prepare_data(
@@ -240,17 +247,21 @@ def prepare_data(
     key = cache_key(files, tokenizer_fingerprint(tokenizer, chat_template), settings)
     cache = PreparedCache(config.resolve_path(config.data.cache_dir))
     hit = cache.load(key)
+    if hit is not None and "extra" not in hit[1]:
+        hit = None  # prepared before held-out rows were kept: rebuilt, so none go missing
     if hit is not None:
         train, meta = hit
         report = DataReport.from_json(meta["report"])
         report.cache_hit = True
         probes = [Probe(**p) for p in meta["probes"]]
         rejects = meta["rejects"]
+        extra = meta["extra"]
     else:
-        columns, probes, report, rejects = BUILDERS[shape](config, files, tokenizer, chat_template, profile, eos_ids)
+        columns, probes, report, rejects, *more = BUILDERS[shape](config, files, tokenizer, chat_template, profile, eos_ids)
+        extra = more[0] if more else {}
         train = Dataset.from_dict(columns)
         report.cache_key = key
-        meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects}
+        meta = {"report": report.to_json(), "probes": [asdict(p) for p in probes], "rejects": rejects, "extra": extra}
         if len(train):  # datasets cannot load a saved table of no rows, and there is nothing to save
             cache.store(key, train, meta)
     if write_outputs:
@@ -258,7 +269,7 @@ def prepare_data(
     else:
         report.rejects_file = str(RunLayout(run_dir).rejects)
     _enforce_threshold(report, config.data.max_reject_fraction)
-    return PreparedData(train, probes, report)
+    return PreparedData(train, probes, report, **extra)
 
 
 def _write_outputs(run_dir: Path, report: DataReport, rejects: list[dict]) -> None:
