@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import TrainerConfig
-from trainer.data.example import DataError, Probe, Rejected, RowError
+from trainer.data.example import Probe, Rejected, RowError
 from trainer.data.holdout import split_holdout
-from trainer.data.readers import FILE_STAGE, iter_rows
+from trainer.data.readers import iter_rows, stop_on_unreadable
 from trainer.data.report import DataReport, length_stats
 from trainer.data.shapes import PreferencePair, convert_shaped, detect_shape, render_pair
 from trainer.profiles import DataProfile
@@ -85,12 +85,7 @@ def build_pairs(config: TrainerConfig, files: list[Path], tokenizer: Any, templa
     )
     rejects: list[Rejected] = []
     items = _read_pairs(config, files, profile, report, rejects)
-    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
-    if unreadable:
-        raise DataError(
-            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
-            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
-        )
+    stop_on_unreadable(rejects)
     train, holdout = split_holdout(items, config.data.holdout_size, config.hyperparams.seed, report)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:
         report.rows_unused = len(train) - config.data.max_rows
@@ -114,16 +109,9 @@ def build_pairs(config: TrainerConfig, files: list[Path], tokenizer: Any, templa
         conversational = pair.to_trl()
         for key in columns:
             columns[key].append(conversational[key])
-    if lengths:
-        ordered = sorted(lengths)
-        report.longest_row_tokens = ordered[-1]
-        report.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    report.record_lengths(lengths)
     if overlong:
-        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
-        raise DataError(
-            f"{len(overlong)} pairs are longer than data.max_length={max_len} tokens and "
-            f"data.overlong_policy is 'error': {shown}. {report.length_advice()}"
-        )
+        raise report.overlong_error(overlong, "pairs")
     report.rows_used = len(columns["prompt"])
     report.rows_held_out = len(holdout)
     report.count_rejects(rejects)

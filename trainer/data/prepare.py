@@ -21,7 +21,7 @@ from trainer.data.holdout import split_holdout
 from trainer.data.labeled_data import build_labeled
 from trainer.data.pairs import build_pairs
 from trainer.data.formats import convert_row, row_format
-from trainer.data.readers import FILE_STAGE, expand_paths, iter_rows
+from trainer.data.readers import expand_paths, iter_rows, stop_on_unreadable
 from trainer.data.report import DataReport, length_stats
 from trainer.data.unpaired_data import build_unpaired
 from trainer.profiles import DataProfile
@@ -119,16 +119,9 @@ def _tokenize(
         columns["input_ids"].append(ids)
         columns["labels"].append(labels)
         kept.append((tokens, item))
-    if lengths:
-        ordered = sorted(lengths)
-        report.longest_row_tokens = ordered[-1]
-        report.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    report.record_lengths(lengths)
     if overlong:
-        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
-        raise DataError(
-            f"{len(overlong)} rows are longer than data.max_length={max_len} tokens and "
-            f"data.overlong_policy is 'error': {shown}. {report.length_advice()}"
-        )
+        raise report.overlong_error(overlong, "rows")
     return columns, kept
 
 
@@ -182,12 +175,7 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
     )
     rejects: list[Rejected] = []
     examples = _read_examples(config, files, report, rejects)
-    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
-    if unreadable:
-        raise DataError(
-            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
-            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
-        )
+    stop_on_unreadable(rejects)
     rendered = _render(examples, profile, config.profile.system_prompt, rejects)
     train, holdout = split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from trainer.data.example import RawRow, Rejected
+from trainer.data.example import DataError, RawRow, Rejected
 
 RAW_PREVIEW_CHARS = 500  # enough to recognise a row in a reject report without copying huge rows
 # Stage of a Rejected that stands for a whole file no row of which could be read: the pipeline
@@ -115,6 +115,17 @@ def not_utf8_reason(raw: bytes, exc: UnicodeDecodeError) -> str:
     except UnicodeDecodeError:
         return reason
     return reason + "; the text seems to be Windows-1252 / Latin-1: convert the file to UTF-8 (iconv -f CP1252 -t UTF-8)"
+
+
+def stop_on_unreadable(rejects: list[Rejected]) -> None:
+    """Raise when a whole file could not be read: its rows cannot be counted, so the job stops
+    instead of counting a file of many rows as one rejected row."""
+    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
+    if unreadable:
+        raise DataError(
+            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
+            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
+        )
 
 
 def _type_name(value: Any) -> str:

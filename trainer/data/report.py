@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trainer.data.example import Rejected
+from trainer.data.example import DataError, Rejected
 
 # A count or position ("byte 17", "(300 > 256 tokens)"), not part of a name ("UTF-8", "Windows-1252").
 _NUMBER = re.compile(r"(?<![\w-])[0-9]+(?![\w-])")
@@ -79,6 +79,21 @@ class DataReport:
             f"{self.p95_row_tokens} (data.max_length is {self.max_length}): raise it, e.g. "
             f"--set data.max_length={max(self.p95_row_tokens, self.max_length + 1)}, or keep the "
             "start of long rows with --set data.overlong_policy=truncate."
+        )
+
+    def record_lengths(self, lengths: list[int]) -> None:
+        """Every row's full length (before drop or truncation): the figures ``length_advice`` says."""
+        if lengths:
+            ordered = sorted(lengths)
+            self.longest_row_tokens = ordered[-1]
+            self.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+    def overlong_error(self, overlong: list[str], what: str = "rows") -> DataError:
+        """The refusal under ``overlong_policy: error``, naming (some of) the rows."""
+        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
+        return DataError(
+            f"{len(overlong)} {what} are longer than data.max_length={self.max_length} tokens and "
+            f"data.overlong_policy is 'error': {shown}. {self.length_advice()}"
         )
 
     def count_rejects(self, rejects: list[Rejected]) -> None:

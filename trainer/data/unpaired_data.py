@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config.schema import TrainerConfig
-from trainer.data.example import DataError, Probe, Rejected, RowError
+from trainer.data.example import Probe, Rejected, RowError
 from trainer.data.holdout import prompt_key, split_holdout
 from trainer.data.pairs import _length, _where  # the pair builder's: tokens of one answer, "<file>:<line>"
-from trainer.data.readers import FILE_STAGE, iter_rows
+from trainer.data.readers import iter_rows, stop_on_unreadable
 from trainer.data.report import DataReport, length_stats
 from trainer.data.shapes import (
     PREFERENCE_SHAPES,
@@ -168,16 +168,9 @@ def _fit(items: list[_Item], config: TrainerConfig, tokenizer: Any, template: st
                 continue
             report.rows_truncated += 1  # TRL keeps the start of the sequence
         kept.append(item)
-    if lengths:
-        ordered = sorted(lengths)
-        report.longest_row_tokens = ordered[-1]
-        report.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    report.record_lengths(lengths)
     if overlong:
-        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
-        raise DataError(
-            f"{len(overlong)} rows are longer than data.max_length={max_len} tokens and "
-            f"data.overlong_policy is 'error': {shown}. {report.length_advice()}"
-        )
+        raise report.overlong_error(overlong, "rows")
     return kept, lengths
 
 
@@ -197,12 +190,7 @@ def build_unpaired(config: TrainerConfig, files: list[Path], tokenizer: Any, tem
     )
     rejects: list[Rejected] = []
     items = _read_items(config, files, profile, report, rejects)
-    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
-    if unreadable:
-        raise DataError(
-            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
-            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
-        )
+    stop_on_unreadable(rejects)
     train, holdout = _split(items, config.data.holdout_size, config.hyperparams.seed, report)
     if config.data.max_rows is not None and len(train) > config.data.max_rows:
         report.rows_unused = len(train) - config.data.max_rows

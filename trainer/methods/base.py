@@ -46,3 +46,31 @@ class Method:
         """Method-specific figures for the result and status, after training (none by default):
         e.g. held-out accuracy of a reward model, measured on ``context.data``."""
         return {}
+
+
+def make_trainer(trainer_class: type, context: JobContext, model: Any, args: Any, callbacks: list[Any], **extra: Any) -> Any:
+    """``trainer_class`` (a transformers / TRL trainer) on the prepared data, guarded against
+    divergence (``trainer.core.divergence``), with our console lines instead of its printer."""
+    from transformers import PrinterCallback
+
+    from trainer.core.divergence import guarded
+
+    trainer = guarded(trainer_class)(
+        model=model,
+        args=args,
+        train_dataset=context.data.train,
+        processing_class=context.tokens.tokenizer,
+        callbacks=callbacks,
+        **extra,
+    )
+    trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
+    return trainer
+
+
+def reference_model(context: JobContext, path: str | None) -> Any:
+    """The frozen reference policy from a local folder, or None: TRL then copies the starting model."""
+    if not path:
+        return None
+    from trainer.models.loading import load_model
+
+    return load_model(context.config.resolve_path(path), context.config, context.device, context.precision)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainer.config.schema import MethodOptions, PathText
-from trainer.methods.base import Method
+from trainer.methods.base import Method, make_trainer, reference_model
 from trainer.methods.sft import training_arguments
 
 if TYPE_CHECKING:
@@ -54,11 +54,7 @@ class DPO(Method):
     data_shape = "preference"
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
-        from transformers import PrinterCallback
         from trl import DPOConfig, DPOTrainer
-
-        from trainer.core.divergence import guarded
-        from trainer.models.loading import load_model
 
         options: DPOOptions = self.options  # type: ignore[assignment]
         args = training_arguments(
@@ -69,20 +65,7 @@ class DPO(Method):
             label_smoothing=options.label_smoothing,
             max_length=context.config.data.max_length,
         )
-        reference = None
-        if options.reference_model:
-            folder = context.config.resolve_path(options.reference_model)
-            reference = load_model(folder, context.config, context.device, context.precision)
-        trainer = guarded(DPOTrainer)(
-            model=model,
-            ref_model=reference,
-            args=args,
-            train_dataset=context.data.train,
-            processing_class=context.tokens.tokenizer,
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(PrinterCallback)
-        return trainer
+        return make_trainer(DPOTrainer, context, model, args, callbacks, ref_model=reference_model(context, options.reference_model))
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         return last_logged(trainer, DPO_FIGURES)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainer.config.schema import MethodOptions, PathText
-from trainer.methods.base import Method
+from trainer.methods.base import Method, make_trainer, reference_model
 from trainer.methods.dpo import last_logged
 from trainer.methods.sft import training_arguments
 
@@ -50,12 +50,9 @@ class KTO(Method):
     data_shape = "unpaired"
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
-        from transformers import PrinterCallback
         from trl import KTOConfig, KTOTrainer
 
         from trainer.config.errors import ConfigError
-        from trainer.core.divergence import guarded
-        from trainer.models.loading import load_model
 
         options: KTOOptions = self.options  # type: ignore[assignment]
         batch_size = context.config.hyperparams.batch_size
@@ -77,20 +74,7 @@ class KTO(Method):
             loss_type=options.loss_type,
             max_length=context.config.data.max_length,
         )
-        reference = None
-        if options.reference_model:
-            folder = context.config.resolve_path(options.reference_model)
-            reference = load_model(folder, context.config, context.device, context.precision)
-        trainer = guarded(KTOTrainer)(
-            model=model,
-            ref_model=reference,
-            args=args,
-            train_dataset=context.data.train,
-            processing_class=context.tokens.tokenizer,
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(PrinterCallback)
-        return trainer
+        return make_trainer(KTOTrainer, context, model, args, callbacks, ref_model=reference_model(context, options.reference_model))
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         return last_logged(trainer, KTO_FIGURES)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainer.config.schema import MethodOptions
-from trainer.methods.base import Method
+from trainer.methods.base import Method, make_trainer
 from trainer.methods.dpo import last_logged
 from trainer.methods.sft import training_arguments
 
@@ -65,24 +65,6 @@ def experimental_trl(module: str, *names: str) -> tuple[Any, ...]:
         ) from None
 
 
-def build_reference_free(context: JobContext, model: Any, callbacks: list[Any], trainer_class: Any, args: Any) -> Any:
-    """A TRL pair trainer without a reference model (ORPO, CPO / SimPO) on the prepared pairs,
-    guarded against divergence, with our console output instead of TRL's printer."""
-    from transformers import PrinterCallback
-
-    from trainer.core.divergence import guarded
-
-    trainer = guarded(trainer_class)(
-        model=model,
-        args=args,
-        train_dataset=context.data.train,
-        processing_class=context.tokens.tokenizer,
-        callbacks=callbacks,
-    )
-    trainer.remove_callback(PrinterCallback)
-    return trainer
-
-
 class ORPO(Method):
     name = "orpo"
     Options = ORPOOptions
@@ -98,7 +80,7 @@ class ORPO(Method):
             max_length=context.config.data.max_length,
             remove_unused_columns=False,  # TRL's pair collator needs every column; it warns and sets it otherwise
         )
-        return build_reference_free(context, model, callbacks, trainer_class, args)
+        return make_trainer(trainer_class, context, model, args, callbacks)
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         return last_logged(trainer, ORPO_FIGURES)

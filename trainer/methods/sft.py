@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainer.config.schema import MethodOptions
-from trainer.methods.base import Method
+from trainer.methods.base import Method, make_trainer
 
 if TYPE_CHECKING:
     from trainer.core.context import JobContext
@@ -68,10 +68,7 @@ class SFT(Method):
     data_shape = "conversations"
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
-        from transformers import PrinterCallback
         from trl import SFTConfig, SFTTrainer
-
-        from trainer.core.divergence import guarded
 
         data = context.config.data
         args = training_arguments(
@@ -82,12 +79,4 @@ class SFT(Method):
             padding_free=data.packing,
             packing_strategy="bfd",
         )
-        trainer = guarded(SFTTrainer)(
-            model=model,
-            args=args,
-            train_dataset=context.data.train,
-            processing_class=context.tokens.tokenizer,
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
-        return trainer
+        return make_trainer(SFTTrainer, context, model, args, callbacks)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from trainer.config.schema import MethodOptions
-from trainer.methods.base import Method
+from trainer.methods.base import Method, make_trainer
 from trainer.methods.dpo import last_logged
-from trainer.methods.orpo import build_reference_free, experimental_trl
+from trainer.methods.orpo import experimental_trl
 from trainer.methods.sft import training_arguments
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class SimPO(Method):
             max_length=context.config.data.max_length,
             remove_unused_columns=False,  # as for orpo: TRL's pair collator needs every column
         )
-        return build_reference_free(context, model, callbacks, trainer_class, args)
+        return make_trainer(trainer_class, context, model, args, callbacks)
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         return last_logged(trainer, SIMPO_FIGURES)
