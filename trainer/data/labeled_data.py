@@ -22,7 +22,7 @@ from typing import Any
 from trainer.config.schema import TrainerConfig
 from trainer.data.example import DataError, Rejected, RowError
 from trainer.data.holdout import split_holdout
-from trainer.data.readers import FILE_STAGE, iter_rows
+from trainer.data.readers import iter_rows, stop_on_unreadable
 from trainer.data.report import DataReport, length_stats
 from trainer.data.shapes import LabeledText, to_labeled
 
@@ -91,16 +91,9 @@ def _tokenize(items: list[_Item], tokenizer: Any, config: TrainerConfig, report:
             report.rows_truncated += 1
         item.input_ids = ids
         kept.append(item)
-    if lengths:
-        ordered = sorted(lengths)
-        report.longest_row_tokens = ordered[-1]
-        report.p95_row_tokens = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    report.record_lengths(lengths)
     if overlong:
-        shown = "; ".join(overlong[:5]) + (f"; and {len(overlong) - 5} more" if len(overlong) > 5 else "")
-        raise DataError(
-            f"{len(overlong)} rows are longer than data.max_length={max_len} tokens and "
-            f"data.overlong_policy is 'error': {shown}. {report.length_advice()}"
-        )
+        raise report.overlong_error(overlong)
     return kept
 
 
@@ -121,12 +114,7 @@ def build_labeled(config: TrainerConfig, files: list[Path], tokenizer: Any, temp
     )
     rejects: list[Rejected] = []
     items = _read(config, files, report, rejects)
-    unreadable = [r for r in rejects if r.stage == FILE_STAGE]
-    if unreadable:
-        raise DataError(
-            "; ".join(f"{r.file}{f':{r.line}' if r.line else ''}: {r.reason}" for r in unreadable)
-            + ". Fix or remove the file: its rows cannot be counted, so the job does not guess."
-        )
+    stop_on_unreadable(rejects)
     items = _tokenize(items, tokenizer, config, report, rejects)
     classes = sorted({item.row.label for item in items})
     if len(classes) == 1:

@@ -15,13 +15,15 @@ from pydantic import BaseModel, ConfigDict, create_model, field_validator
 
 from trainer.config.schema import MethodOptions, use_method_options
 from trainer.methods.base import Method
+from trainer.methods.classify import Classify
 from trainer.methods.dpo import DPO
 from trainer.methods.kto import KTO
 from trainer.methods.orpo import ORPO
+from trainer.methods.reward import Reward
 from trainer.methods.sft import SFT
 from trainer.methods.simpo import SimPO
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify)}
 
 
 class UnknownMethodError(ValueError):
