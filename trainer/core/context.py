@@ -114,4 +114,6 @@ def format_summary(result: JobResult) -> str:
         f"{m.get('probes_correct', 0)}/{m.get('probes', 0)} answers right",
         f"model saved to {result.model_path}",
     ]
+    if not m.get("probes"):  # a model that does not generate (reward, classify) answers no probes
+        del lines[1]
     return "\n".join(lines)
