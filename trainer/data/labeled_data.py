@@ -123,9 +123,7 @@ def build_labeled(config: TrainerConfig, files: list[Path], tokenizer: Any, temp
             f"({len(items)} rows in {', '.join(report.files)})"
         )
     train, holdout = split_holdout(items, config.data.holdout_size, config.hyperparams.seed, report)
-    if config.data.max_rows is not None and len(train) > config.data.max_rows:
-        report.rows_unused = len(train) - config.data.max_rows
-        train = train[: config.data.max_rows]
+    train = report.cap_rows(train, config.data.max_rows)
 
     ids = {name: index for index, name in enumerate(classes)}
     columns = {"input_ids": [item.input_ids for item in train], "labels": [ids[item.row.label] for item in train]}

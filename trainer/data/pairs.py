@@ -77,19 +77,12 @@ def _marked(tokenizer: Any, template: str | None, pair: PreferencePair) -> str:
 def build_pairs(config: TrainerConfig, files: list[Path], tokenizer: Any, template: str | None, profile: DataProfile, eos_ids: set[int]):
     """(columns, probes, report, rejects, {"heldout": pairs}) for a preference method; see
     ``prepare_data``."""
-    report = DataReport(
-        files=[str(f) for f in files],
-        max_length=config.data.max_length,
-        overlong_policy=config.data.overlong_policy,
-        profile=profile.full_name,
-    )
+    report = DataReport.for_job(config, files, profile)
     rejects: list[Rejected] = []
     items = _read_pairs(config, files, profile, report, rejects)
     stop_on_unreadable(rejects)
     train, holdout = split_holdout(items, config.data.holdout_size, config.hyperparams.seed, report)
-    if config.data.max_rows is not None and len(train) > config.data.max_rows:
-        report.rows_unused = len(train) - config.data.max_rows
-        train = train[: config.data.max_rows]
+    train = report.cap_rows(train, config.data.max_rows)
 
     max_len, policy = config.data.max_length, config.data.overlong_policy
     columns: dict[str, list] = {"prompt": [], "chosen": [], "rejected": []}

@@ -167,20 +167,13 @@ def _settings(config: TrainerConfig, profile: DataProfile, eos_ids: set[int]) ->
 
 
 def _build(config, files, tokenizer, template, profile, eos_ids):
-    report = DataReport(
-        files=[str(f) for f in files],
-        max_length=config.data.max_length,
-        overlong_policy=config.data.overlong_policy,
-        profile=profile.full_name,
-    )
+    report = DataReport.for_job(config, files, profile)
     rejects: list[Rejected] = []
     examples = _read_examples(config, files, report, rejects)
     stop_on_unreadable(rejects)
     rendered = _render(examples, profile, config.profile.system_prompt, rejects)
     train, holdout = split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
-    if config.data.max_rows is not None and len(train) > config.data.max_rows:
-        report.rows_unused = len(train) - config.data.max_rows
-        train = train[: config.data.max_rows]
+    train = report.cap_rows(train, config.data.max_rows)
     columns, kept = _tokenize(train, tokenizer, template, config, report, rejects)
     report.rows_used = len(columns["input_ids"])
     report.rows_held_out = len(holdout)

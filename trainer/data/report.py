@@ -81,6 +81,23 @@ class DataReport:
             "start of long rows with --set data.overlong_policy=truncate."
         )
 
+    @classmethod
+    def for_job(cls, config: Any, files: list[Any], profile: Any) -> DataReport:
+        """An empty report for one preparation of ``files`` under ``config`` and ``profile``."""
+        return cls(
+            files=[str(f) for f in files],
+            max_length=config.data.max_length,
+            overlong_policy=config.data.overlong_policy,
+            profile=profile.full_name,
+        )
+
+    def cap_rows(self, train: list[Any], max_rows: int | None) -> list[Any]:
+        """``train`` cut to ``data.max_rows``, the rest counted as unused."""
+        if max_rows is not None and len(train) > max_rows:
+            self.rows_unused = len(train) - max_rows
+            return train[:max_rows]
+        return train
+
     def record_lengths(self, lengths: list[int]) -> None:
         """Every row's full length (before drop or truncation): the figures ``length_advice`` says."""
         if lengths:

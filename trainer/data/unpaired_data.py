@@ -182,19 +182,12 @@ def build_unpaired(config: TrainerConfig, files: list[Path], tokenizer: Any, tem
     of its neighbour in the batch; a shuffle mixes desirable and undesirable examples in every
     batch and keeps a split pair's two halves apart.
     """
-    report = DataReport(
-        files=[str(f) for f in files],
-        max_length=config.data.max_length,
-        overlong_policy=config.data.overlong_policy,
-        profile=profile.full_name,
-    )
+    report = DataReport.for_job(config, files, profile)
     rejects: list[Rejected] = []
     items = _read_items(config, files, profile, report, rejects)
     stop_on_unreadable(rejects)
     train, holdout = _split(items, config.data.holdout_size, config.hyperparams.seed, report)
-    if config.data.max_rows is not None and len(train) > config.data.max_rows:
-        report.rows_unused = len(train) - config.data.max_rows
-        train = train[: config.data.max_rows]
+    train = report.cap_rows(train, config.data.max_rows)
     train, lengths = _fit(train, config, tokenizer, template, report, rejects)
 
     examples = [example for item in train for example in item.examples]
