@@ -139,12 +139,12 @@ CONCURRENT_BUILDER = """
 import sys, time
 from pathlib import Path
 import torch, transformers  # import first so the barrier is what lines the builders up
-from trainer.models.builtin import is_complete, resolve_model_path
+from trainer.models.builtin import BUILTIN_MODELS, is_complete, resolve_model_path
 cache, me, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 (cache.parent / me).touch()
 while not (cache.parent / other).exists():
     time.sleep(0.005)
-found = is_complete(cache / "tiny-qwen3-v1")
+found = is_complete(cache / f"tiny-qwen3-v{BUILTIN_MODELS['tiny-qwen3'].version}")
 folder = resolve_model_path("builtin:tiny-qwen3", cache)
 transformers.AutoTokenizer.from_pretrained(folder)  # whichever copy won must be whole
 transformers.AutoModelForCausalLM.from_pretrained(folder)
@@ -182,7 +182,7 @@ def test_config_has_the_tiny_dimensions(model, tokenizer):
     config = model.config
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
             config.num_key_value_heads, config.head_dim, config.intermediate_size,
-            config.max_position_embeddings) == (128, 3, 4, 2, 32, 384, 512)
+            config.max_position_embeddings) == (128, 3, 4, 2, 32, 384, 1024)
     assert config.tie_word_embeddings
     assert config.vocab_size % 64 == 0 and len(tokenizer) <= config.vocab_size < len(tokenizer) + 64
     assert config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -123,19 +123,34 @@ def test_kto_options():
     assert problems({"name": "kto", "desirable_weight": True})[0].startswith("method.desirable_weight:")  # no bool for a number
 
 
-def test_kto_refuses_a_batch_of_one_before_trl_does():
-    from types import SimpleNamespace
+KTO_BATCH_PROBLEM = (
+    "hyperparams.batch_size: expected at least 2 for method kto with loss_type 'kto' (its KL estimate pairs "
+    "each prompt with another example's completion in the same batch); got 1. Raise it, or set "
+    "method.loss_type to apo_zero_unpaired, which has no KL term"
+)
+
+
+def test_validate_refuses_a_kto_batch_of_one_before_any_model_loads():
+    from trainer.core.preflight import check_methods
 
     config = create_default_config(overrides={"method": {"name": "kto"}, "hyperparams.batch_size": 1})
-    with pytest.raises(ConfigError) as info:
-        get_method(config.method).build(SimpleNamespace(config=config), model=None, callbacks=[])
-    assert info.value.problems == [
-        (
-            "hyperparams.batch_size: expected at least 2 for method kto with loss_type 'kto' (its KL estimate pairs "
-            "each prompt with another example's completion in the same batch); got 1. Raise it, or set "
-            "method.loss_type to apo_zero_unpaired, which has no KL term"
-        )
-    ]
+    assert check_methods(config) == [KTO_BATCH_PROBLEM]
+    staged = create_default_config(overrides={"hyperparams.batch_size": 1, "stages": [
+        {"method": {"name": "sft"}, "max_steps": 2}, {"method": {"name": "kto"}, "max_steps": 2}]})
+    assert check_methods(staged) == [f"stages[1] (kto): {KTO_BATCH_PROBLEM}"]
+    # the pass side: a batch of two, or the loss without a KL term
+    assert check_methods(create_default_config(overrides={"method": {"name": "kto"}, "hyperparams.batch_size": 2})) == []
+    assert check_methods(create_default_config(overrides={
+        "method": {"name": "kto", "loss_type": "apo_zero_unpaired"}, "hyperparams.batch_size": 1})) == []
+
+
+def test_the_cli_validate_names_the_kto_batch_problem():
+    proc = subprocess.run(
+        [sys.executable, "trainer/cli_main.py", "--method", "kto", "--set", "hyperparams.batch_size=1", "--validate"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert KTO_BATCH_PROBLEM in proc.stderr
 
 
 def test_the_new_methods_are_known_by_name():

@@ -105,7 +105,7 @@ def test_overlong_policy_counts(tmp_path, tiny_tokenizer, policy):
     report = data.report
     if policy == "drop":
         assert (report.rows_used, report.rows_rejected, report.rows_truncated) == (len(lengths) - over, over, 0)
-        assert report.rejected_by_reason == {"length: longer than data.max_length (N > N tokens)": over}
+        assert report.rejected_by_reason == {"length: longer than data.max_length": over}
     else:
         assert (report.rows_used, report.rows_rejected, report.rows_truncated) == (len(lengths), 0, over)
     assert max(len(ids) for ids in data.train["input_ids"]) <= limit

@@ -120,7 +120,7 @@ def test_named_resume_refuses_other_settings_and_names_the_keys(workspace):
     proc = _cli(tmp_path, values, "--run-name", "alpha", "--resume", "auto")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"output.resume: {tmp_path / 'outputs' / 'alpha'} was trained with other settings" in proc.stderr
-    assert "data.max_length: was 512, now 128" in proc.stderr
+    assert "data.max_length: was 1024, now 128" in proc.stderr
     assert "hyperparams.batch_size: was 8, now 4" in proc.stderr
 
 

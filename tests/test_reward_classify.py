@@ -96,7 +96,7 @@ def test_labeled_rejections_are_counted_with_reasons(tmp_path, tiny_tokenizer):
     assert data.report.rejected_by_reason == {
         "convert: field 'label' must be a string, an integer or a boolean, got null": 1,
         "convert: empty text": 1,
-        "length: longer than data.max_length (N > N tokens)": 1,
+        "length: longer than data.max_length": 1,
     }
     rejects = [json.loads(line) for line in (tmp_path / "run" / "rejects.jsonl").read_text().splitlines()]
     assert [(r["line"], r["stage"]) for r in rejects] == [(41, "convert"), (42, "convert"), (43, "length")]

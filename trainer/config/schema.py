@@ -222,7 +222,7 @@ class DataSection(Section):
         default_factory=ColumnMapping,
         description="Explicit column names; override detection.",
     )
-    max_length: int = Field(512, ge=8, description="Longest tokenized example, in tokens.")
+    max_length: int = Field(1024, ge=8, description="Longest tokenized example, in tokens.")
     overlong_policy: Literal["drop", "truncate", "error"] = Field(
         "drop", description="What to do with an example longer than max_length (always counted)."
     )

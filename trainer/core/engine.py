@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import TextIO
 
 from core.training_status import DataSummary, TrainingStatusWriter
+from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainerConfig
 from core.run_layout import RunLayout
 from trainer.core.context import JobContext, JobResult, JobStopped, Tokenization, is_main_process
 from trainer.core.curriculum import run_curriculum
 from trainer.core.divergence import TrainingDiverged
+from trainer.core.out_of_box import fill_in
 from trainer.core.resume import data_fingerprint, plan_run
 from trainer.core.training import train_and_save
 from trainer.data.prepare import prepare_data
@@ -51,6 +53,11 @@ class TrainerEngine:
             TrainingDiverged: the loss, gradients or weights went non-finite.
             Exception: anything else, after the status file records it as ``failed``.
         """
+        config, notes = fill_in(config)
+        for note in notes:
+            print(f"out of the box: {note}", file=self.console, flush=True)
+        if notes:
+            sources = {**(sources or {}), "out_of_box": "; ".join(notes)}
         if not config.stages:
             return self.run_single(config, sources)
         plan = plan_run(config)  # raises ConfigError before anything is written
@@ -66,6 +73,9 @@ class TrainerEngine:
     ) -> JobResult:
         """One run (one method); ``stage`` = (i, n) when it is stage i of a curriculum of n."""
         plan = plan_run(config)  # raises ConfigError before anything is written
+        problems = get_method(config.method).check(config)  # what --validate says, for API callers too
+        if problems:
+            raise ConfigError(problems)
         run_dir = plan.run_dir
         writer = self.status_writer or TrainingStatusWriter(
             config.resolve_path(config.system.status_file), enabled=is_main_process()

@@ -35,7 +35,17 @@ TOKENIZER_FILES = (
 
 def check_config(config: TrainerConfig) -> list[str]:
     """Every problem found, each a sentence naming its dotted key (empty: all clear)."""
-    return check_paths(config) + check_outputs(config) + check_profile(config) + check_resume(config)
+    return check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config) + check_resume(config)
+
+
+def check_methods(config: TrainerConfig) -> list[str]:
+    """What the job's method, and each stage's, says it cannot train with (``Method.check``)."""
+    from trainer.methods import get_method
+
+    problems = [] if config.stages else get_method(config.method).check(config)
+    for number, stage in enumerate(config.stages):
+        problems += [f"stages[{number}] ({stage.method.name}): {p}" for p in get_method(stage.method).check(config)]
+    return problems
 
 
 def check_profile(config: TrainerConfig) -> list[str]:

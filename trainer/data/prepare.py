@@ -12,16 +12,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.custom_collator import (
+    IGNORE_INDEX,
+    TemplateMismatch,
+    render_marked,
+    tokenize_with_mask,
+)
 from core.run_layout import RunLayout
-from core.custom_collator import IGNORE_INDEX, TemplateMismatch, render_marked, tokenize_with_mask
 from trainer.config.schema import TrainerConfig
 from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
-from trainer.data.example import DataError, Example, Probe, Rejected, RowError
-from trainer.data.holdout import split_holdout
+from trainer.data.example import DataError, Probe, Rejected
 from trainer.data.labeled_data import build_labeled
 from trainer.data.pairs import build_pairs
-from trainer.data.formats import convert_row, row_format
-from trainer.data.readers import expand_paths, iter_rows, stop_on_unreadable
+from trainer.data.readers import expand_paths
+from trainer.data.rendering import Rendered, rendered_split
 from trainer.data.report import DataReport, length_stats
 from trainer.data.unpaired_data import build_unpaired
 from trainer.profiles import DataProfile
@@ -40,47 +44,8 @@ class PreparedData:
     classes: list[str] = field(default_factory=list)  # labeled data: class names by label id
 
 
-@dataclass
-class _Rendered:
-    example: Example
-    messages: list[dict[str, str]]
-
-
-def _read_examples(config: TrainerConfig, files: list[Path], report: DataReport, rejects: list[Rejected]):
-    columns = config.data.columns.model_dump()
-    examples = []
-    for item in iter_rows(files):
-        report.rows_total += 1
-        if isinstance(item, Rejected):
-            rejects.append(item)
-            continue
-        try:
-            fmt = row_format(item.data, config.data.format, columns)
-            example = convert_row(item.data, fmt, columns)
-        except RowError as exc:
-            rejects.append(Rejected(item.file, item.line, str(exc), item.data, stage="convert"))
-            continue
-        example.source = example.source or f"{item.file}:{item.line}"
-        report.formats[fmt] = report.formats.get(fmt, 0) + 1
-        examples.append(example)
-    return examples
-
-
-def _render(examples: list[Example], profile: DataProfile, base_prompt: str, rejects: list[Rejected]):
-    rendered = []
-    for example in examples:
-        try:
-            rendered.append(_Rendered(example, profile.prepare_messages(example, base_prompt)))
-        except RowError as exc:
-            file, _, line = example.source.rpartition(":")
-            rejects.append(
-                Rejected(file, int(line) if line.isdigit() else None, str(exc), example.messages, "profile")
-            )
-    return rendered
-
-
 def _tokenize(
-    rendered: list[_Rendered],
+    rendered: list[Rendered],
     tokenizer: Any,
     template: str | None,
     config: TrainerConfig,
@@ -125,7 +90,7 @@ def _tokenize(
     return columns, kept
 
 
-def _checks(tokenizer: Any, template: str | None, kept: list[tuple[Any, _Rendered]], eos_ids: set[int]):
+def _checks(tokenizer: Any, template: str | None, kept: list[tuple[Any, Rendered]], eos_ids: set[int]):
     """Inference must see the prompt exactly as training did, and stop on the turn's last token."""
     mismatched = 0
     for tokens, item in kept[:50]:
@@ -169,11 +134,7 @@ def _settings(config: TrainerConfig, profile: DataProfile, eos_ids: set[int]) ->
 def _build(config, files, tokenizer, template, profile, eos_ids):
     report = DataReport.for_job(config, files, profile)
     rejects: list[Rejected] = []
-    examples = _read_examples(config, files, report, rejects)
-    stop_on_unreadable(rejects)
-    rendered = _render(examples, profile, config.profile.system_prompt, rejects)
-    train, holdout = split_holdout(rendered, config.data.holdout_size, config.hyperparams.seed, report)
-    train = report.cap_rows(train, config.data.max_rows)
+    train, holdout = rendered_split(config, files, profile, report, rejects)
     columns, kept = _tokenize(train, tokenizer, template, config, report, rejects)
     report.rows_used = len(columns["input_ids"])
     report.rows_held_out = len(holdout)

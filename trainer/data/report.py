@@ -12,11 +12,14 @@ from trainer.data.example import DataError, Rejected
 
 # A count or position ("byte 17", "(300 > 256 tokens)"), not part of a name ("UTF-8", "Windows-1252").
 _NUMBER = re.compile(r"(?<![\w-])[0-9]+(?![\w-])")
+# A parenthesized detail made of figures, e.g. "(300 > 256 tokens)": the row's own, not the group's.
+_FIGURES = re.compile(r"\s*\([0-9]+ [<>]=? [0-9]+[^()]*\)")
 
 
 def reason_group(rejected: Rejected) -> str:
-    """Rejects grouped by stage and reason, with numbers folded so similar reasons count together."""
-    return f"{rejected.stage}: {_NUMBER.sub('N', rejected.reason)}"
+    """Rejects grouped by stage and reason, with a row's own figures dropped or folded so similar
+    reasons count together (the report says the group's figures itself)."""
+    return f"{rejected.stage}: {_NUMBER.sub('N', _FIGURES.sub('', rejected.reason))}"
 
 
 def length_stats(lengths: list[int]) -> dict[str, float]:

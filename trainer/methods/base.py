@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from trainer.config.schema import MethodOptions
 
 if TYPE_CHECKING:
+    from trainer.config.schema import TrainerConfig
     from trainer.core.context import JobContext
 
 
@@ -22,15 +23,26 @@ class Method:
     name: ClassVar[str]
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     # Which shape the data layer hands this method (DESIGN.md, "Data shapes"): "conversations"
-    # (SFT's input_ids / labels), "preference", "unpaired", "prompts", "labeled_text".
+    # (SFT's input_ids / labels), "preference", "unpaired", "labeled" (trainer.data.prepare.BUILDERS).
     data_shape: ClassVar[str] = "conversations"
 
     # Whether the trained model generates text: then the job sets its generation config and
     # answers the probes (previews, the final evaluation). A reward model or classifier does not.
     generates: ClassVar[bool] = True
 
+    # A method that refines a model which already answers (DPO, KTO, SimPO) sets the settings of
+    # its stage here: out of the box, asked to start from the untrained embedded model, the job
+    # first trains SFT and then this method with them (trainer.core.out_of_box).
+    refine_stage: ClassVar[dict[str, Any] | None] = None
+
     def __init__(self, options: MethodOptions):
         self.options = options
+
+    def check(self, config: TrainerConfig) -> list[str]:
+        """What this method cannot train with under ``config``, each problem naming its key;
+        ``--validate`` and the start of every job ask (``trainer.core.preflight``). Light: no
+        model, no heavy import."""
+        return []
 
     def load_model(self, context: JobContext) -> Any:
         """The model to train, from ``context.model_folder`` (a causal LM by default)."""

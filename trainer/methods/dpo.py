@@ -52,6 +52,8 @@ class DPO(Method):
     name = "dpo"
     Options = DPOOptions
     data_shape = "preference"
+    # measured: scripts/measure_dpo.py (README, "Methods")
+    refine_stage = {"max_steps": 100, "learning_rate": 5e-4}
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         from trl import DPOConfig, DPOTrainer

@@ -20,6 +20,7 @@ from trainer.methods.dpo import last_logged
 from trainer.methods.sft import training_arguments
 
 if TYPE_CHECKING:
+    from trainer.config.schema import TrainerConfig
     from trainer.core.context import JobContext
 
 # TRL 1.16's KTO losses (KTOConfig.loss_type); a test checks this list against TRL's own.
@@ -48,23 +49,26 @@ class KTO(Method):
     name = "kto"
     Options = KTOOptions
     data_shape = "unpaired"
+    refine_stage = {"max_steps": 100, "learning_rate": 5e-4}
+
+    def check(self, config: TrainerConfig) -> list[str]:
+        options: KTOOptions = self.options  # type: ignore[assignment]
+        batch_size = config.hyperparams.batch_size
+        if options.loss_type in KL_LOSSES and batch_size < 2:
+            # TRL refuses it too, but only once the model is loaded, and with a traceback: the KL
+            # term pairs each prompt with another example's completion in the same (per-device)
+            # batch, so one example has none.
+            return [
+                f"hyperparams.batch_size: expected at least 2 for method kto with loss_type {options.loss_type!r} "
+                f"(its KL estimate pairs each prompt with another example's completion in the same batch); "
+                f"got {batch_size}. Raise it, or set method.loss_type to apo_zero_unpaired, which has no KL term"
+            ]
+        return []
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         from trl import KTOConfig, KTOTrainer
 
-        from trainer.config.errors import ConfigError
-
         options: KTOOptions = self.options  # type: ignore[assignment]
-        batch_size = context.config.hyperparams.batch_size
-        if options.loss_type in KL_LOSSES and batch_size < 2:
-            # TRL refuses it too, with a traceback; the KL term pairs each prompt with another
-            # example's completion in the same (per-device) batch, so one example has none.
-            problem = (
-                f"hyperparams.batch_size: expected at least 2 for method kto with loss_type {options.loss_type!r} "
-                f"(its KL estimate pairs each prompt with another example's completion in the same batch); "
-                f"got {batch_size}. Raise it, or set method.loss_type to apo_zero_unpaired, which has no KL term"
-            )
-            raise ConfigError([problem])
         args = training_arguments(
             context,
             KTOConfig,

@@ -46,6 +46,7 @@ class SimPO(Method):
     name = "simpo"
     Options = SimPOOptions
     data_shape = "preference"
+    refine_stage = {"max_steps": 100, "learning_rate": 5e-4}
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         config_class, trainer_class = experimental_trl(TRL_CPO, "CPOConfig", "CPOTrainer")

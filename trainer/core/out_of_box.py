@@ -1,0 +1,86 @@
+"""Out of the box: a method named on the embedded defaults gets the data and the start it needs.
+
+On a fresh clone the config points at the bundled conversations and the untrained embedded
+model, and ``python trainer/cli_main.py --method dpo --profile regime3`` must still train
+something worth having. Two things are filled in, each said in one console line and recorded in
+``resolved_config.json`` (so a resume compares like with like):
+
+- **data**: a method whose data shape is not conversations, given the bundled conversations,
+  trains on the bundled file of its own shape (``trainer.data.bundled``);
+- **start**: a method that refines a model which already answers (``Method.refine_stage``: DPO,
+  KTO, SimPO), asked to start from an untrained builtin model on the bundled data, runs as a
+  two-stage curriculum: SFT on the bundled conversations with the job's steps, then the method
+  with its refine settings.
+
+What the user chose themselves (their own data files, a model folder, stages) is left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.config.schema import TrainerConfig
+from trainer.core.preflight import BUILTIN_PREFIX
+from trainer.data.bundled import BUNDLED, CONVERSATIONS
+from trainer.methods import method_class
+
+# SFT's steps when the job sets epochs instead of steps (a stage counts steps).
+FALLBACK_SFT_STEPS = 300
+
+
+def fill_in(config: TrainerConfig) -> tuple[TrainerConfig, list[str]]:
+    """``config`` with the out-of-the-box data and start filled in, and a line for each."""
+    notes: list[str] = []
+    data = config.model_dump(mode="json")
+    bundled_job_data = _is_bundled_conversations(config, config.data.dataset_path)
+    if config.stages:
+        for number, stage in enumerate(config.stages):
+            own = _bundled_for(stage.method.name)
+            if stage.dataset_path is None and bundled_job_data and own is not None:
+                data["stages"][number]["dataset_path"] = [str(own)]
+                notes.append(f"stages[{number}] ({stage.method.name}) trains on the bundled {_shape(stage.method.name)} data {_shown(own)}")
+        return TrainerConfig.model_validate(data), notes
+
+    name = config.method.name
+    own = _bundled_for(name)
+    if bundled_job_data and own is not None:
+        data["data"]["dataset_path"] = [str(own)]
+        notes.append(f"method {name} trains on the bundled {_shape(name)} data {_shown(own)} (data.dataset_path names the conversations)")
+    refine = method_class(name).refine_stage
+    on_bundled = all(config.resolve_path(p).resolve() in BUNDLED.values() for p in data["data"]["dataset_path"])
+    if refine is not None and config.model.path.startswith(BUILTIN_PREFIX) and on_bundled:
+        sft_steps = config.hyperparams.max_steps or FALLBACK_SFT_STEPS
+        method_data = data["data"]["dataset_path"]
+        data["stages"] = [
+            {"method": {"name": "sft"}, "max_steps": sft_steps, "dataset_path": [str(CONVERSATIONS)]},
+            {"method": data["method"], "dataset_path": method_data, **refine},
+        ]
+        notes.append(
+            f"{config.model.path} is untrained and {name} refines a model that already answers: this job runs "
+            f"2 stages, sft {sft_steps} steps on {_shown(CONVERSATIONS)}, then {name} "
+            + ", ".join(f"{key} {value}" for key, value in refine.items())
+            + ". Set model.path to a trained model folder, or give stages, to choose yourself"
+        )
+    return TrainerConfig.model_validate(data), notes
+
+
+def _is_bundled_conversations(config: TrainerConfig, paths: list[str]) -> bool:
+    return [config.resolve_path(p).resolve() for p in paths] == [CONVERSATIONS]
+
+
+def _bundled_for(method: str) -> Path | None:
+    """The bundled file of the method's shape, where that is not the conversations."""
+    shape = method_class(method).data_shape
+    path = BUNDLED.get(shape)
+    return None if path is None or path == CONVERSATIONS else path
+
+
+def _shape(method: str) -> str:
+    return method_class(method).data_shape.replace("_", " ")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
