@@ -114,6 +114,15 @@ def format_summary(result: JobResult) -> str:
         f"{m.get('probes_correct', 0)}/{m.get('probes', 0)} answers right",
         f"model saved to {result.model_path}",
     ]
+    if "probes_format_ok_at_start" in m:  # the starting model answered the same probes
+        n = m.get("probes", 0)
+        lines[1] = (
+            f"held-out probes: {m['probes_format_ok_at_start']}/{n} -> {m.get('probes_format_ok', 0)}/{n} follow the "
+            f"format, {m.get('probes_correct_at_start', 0)}/{n} -> {m.get('probes_correct', 0)}/{n} answers right (start -> end)"
+        )
+    if "heldout_reward" in m:
+        start = f"{format_number(m['heldout_reward_at_start'])} at start -> " if "heldout_reward_at_start" in m else ""
+        lines.insert(2, f"held-out reward: {start}{format_number(m['heldout_reward'])} at end (mean over the probes)")
     if not m.get("probes"):  # a model that does not generate (reward, classify) answers no probes
         del lines[1]
     return "\n".join(lines)

@@ -83,6 +83,18 @@ def _resume_from(s: JobContext) -> str | None:
     return str(checkpoint) if checkpoint else None
 
 
+def _probe_figures(s: JobContext, method: Any, probes: list[Any], summary: Any, before: Any) -> dict[str, Any]:
+    """The method's figures of the probes' answers at the end, and (suffixed ``_at_start``) at
+    the start when the starting model answered them too."""
+    if not probes:
+        return {}
+    figures = method.probe_figures(s, probes, [r.model_output for r in summary.records])
+    if before is not None:
+        start = method.probe_figures(s, probes, [r.model_output for r in before.records])
+        figures.update({f"{key}_at_start": value for key, value in start.items()})
+    return figures
+
+
 def train_and_save(s: JobContext) -> JobResult:
     from trainer.models.loading import pick_device, resolve_precision
 
@@ -119,7 +131,7 @@ def train_and_save(s: JobContext) -> JobResult:
         for log in (previews, metrics_log):
             log.keep_steps_up_to(step)
     before = None
-    if config.inference.evaluate_at_start and probes and resume is None:
+    if (config.inference.evaluate_at_start or method.evaluates_at_start) and probes and resume is None:
         # The starting model's answers, so "before" and "after" are measured on the same probes.
         writer.set_phase("evaluating")
         before = backend.run(model, 0, limit=len(probes))
@@ -136,6 +148,7 @@ def train_and_save(s: JobContext) -> JobResult:
     summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes)) if probes else PreviewSummary([])
     preview_cb.record(summary)
     method_figures = method.final_metrics(s, trainer)
+    method_figures.update(_probe_figures(s, method, probes, summary, before))
 
     writer.set_phase("saving")
     model_path = s.layout.model

@@ -14,6 +14,7 @@ PREFERENCES = BUNDLED_DIR / "preferences_train.jsonl"
 
 BUNDLED: dict[str, Path] = {
     "conversations": CONVERSATIONS,  # question / answer arithmetic, data/generate_arithmetic.py
+    "prompts": CONVERSATIONS,  # RL: the questions, with their answers as references
     "preference": PREFERENCES,  # chosen / rejected answers to the same questions
     "unpaired": PREFERENCES,  # KTO splits each pair into a desirable and an undesirable example
     "labeled": BUNDLED_DIR / "classify_train.jsonl",  # "Is 4821 even?" yes / no

@@ -24,6 +24,7 @@ from trainer.data.cache import PreparedCache, cache_key, tokenizer_fingerprint
 from trainer.data.example import DataError, Probe, Rejected
 from trainer.data.labeled_data import build_labeled
 from trainer.data.pairs import build_pairs
+from trainer.data.prompt_data import build_prompts
 from trainer.data.readers import expand_paths
 from trainer.data.rendering import Rendered, rendered_split
 from trainer.data.report import DataReport, length_stats
@@ -155,7 +156,13 @@ def _build(config, files, tokenizer, template, profile, eos_ids):
 
 # Data shape (a method's ``data_shape``) -> the builder of its columns, probes, report, rejects
 # and, optionally, a fifth item: a dict of PreparedData's optional fields (heldout, classes).
-BUILDERS = {"conversations": _build, "preference": build_pairs, "labeled": build_labeled, "unpaired": build_unpaired}
+BUILDERS = {
+    "conversations": _build,
+    "preference": build_pairs,
+    "labeled": build_labeled,
+    "unpaired": build_unpaired,
+    "prompts": build_prompts,
+}
 
 
 def prepare_data(

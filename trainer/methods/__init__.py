@@ -17,13 +17,15 @@ from trainer.config.schema import MethodOptions, use_method_options
 from trainer.methods.base import Method
 from trainer.methods.classify import Classify
 from trainer.methods.dpo import DPO
+from trainer.methods.grpo import GRPO
 from trainer.methods.kto import KTO
 from trainer.methods.orpo import ORPO
 from trainer.methods.reward import Reward
+from trainer.methods.rloo import RLOO
 from trainer.methods.sft import SFT
 from trainer.methods.simpo import SimPO
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify, GRPO, RLOO)}
 
 
 class UnknownMethodError(ValueError):

@@ -35,6 +35,10 @@ class Method:
     # first trains SFT and then this method with them (trainer.core.out_of_box).
     refine_stage: ClassVar[dict[str, Any] | None] = None
 
+    # Whether the job answers the probes with the starting model too, whatever
+    # inference.evaluate_at_start says: an RL method's summary says its reward before and after.
+    evaluates_at_start: ClassVar[bool] = False
+
     def __init__(self, options: MethodOptions):
         self.options = options
 
@@ -53,6 +57,12 @@ class Method:
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         """A transformers ``Trainer`` (subclass) ready to ``train()``, with ``callbacks``."""
         raise NotImplementedError
+
+    def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
+        """Figures of the probes' answers (``answers[i]`` answers ``probes[i]``), beside the
+        format and answer counts every generating method reports: e.g. an RL method's mean
+        reward. Measured at the end, and at the start when the job evaluates then too."""
+        return {}
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
         """Method-specific figures for the result and status, after training (none by default):

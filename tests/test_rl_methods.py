@@ -1,0 +1,137 @@
+"""GRPO and RLOO behind the registry: prompts from SFT-shaped data, rewards, checks, and both end
+to end on the tiny model; a daemon job file that names grpo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, write_config
+from trainer.config import create_default_config
+from trainer.methods import get_method
+
+LENGTH_REWARD = {"type": "length", "target": 60, "unit": "chars"}  # varies across any completions
+
+
+def _validate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CLI), *args, "--validate"], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_grpo_losses_are_trls():
+    from trl import GRPOConfig
+
+    from trainer.methods.grpo import GRPOLoss
+
+    help_text = GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    for loss in typing.get_args(GRPOLoss):
+        assert f"'{loss}'" in help_text, loss
+
+
+def test_groups_must_divide_the_batch():
+    bad = create_default_config(overrides={"method": {"name": "grpo", "num_generations": 3}, "hyperparams.batch_size": 8})
+    assert get_method(bad.method).check(bad) == [
+        "method.num_generations: 3 completions per prompt must divide the batch of 8 (hyperparams.batch_size 8 x "
+        "gradient_accumulation_steps 1) for method grpo; e.g. set it to 8"
+    ]
+    good = create_default_config(overrides={"method": {"name": "rloo", "num_generations": 4}, "hyperparams.batch_size": 8})
+    assert get_method(good.method).check(good) == []
+
+
+def test_validate_reports_every_reward_problem_at_once_and_passes_a_good_spec():
+    bad = '{"type": "weighted_sum", "components": [{"type": "blue"}, {"type": "format", "weight": "x"}]}'
+    proc = _validate("--method", "grpo", "--set", f"method.reward={bad}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "method.reward.components[0].type: unknown reward 'blue'; did you mean 'bleu'?" in proc.stderr
+    assert "method.reward.components[1].weight: expected a number; got 'x' (str)" in proc.stderr
+    good = '{"type": "weighted_sum", "components": [{"type": "format"}, {"type": "bleu", "weight": 0.5}]}'
+    proc = _validate("--method", "rloo", "--set", f"method.reward={good}")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_prompts_come_from_sft_shaped_rows_with_their_reference(tmp_path, tiny_tokenizer):
+    from trainer.data.prepare import prepare_data
+    from trainer.models.templates import CHATML_TEMPLATE
+    from trainer.profiles import get_profile
+
+    rows = [json.loads(line) for line in (REPO / "data" / "arithmetic_train.jsonl").read_text().splitlines()[:30]]
+    long_row = {**rows[0], "question": " ".join([rows[0]["question"]] * 30)}
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, long_row]))
+    config = create_default_config(overrides={
+        "data.dataset_path": [str(tmp_path / "rows.jsonl")], "data.holdout_size": 4, "data.max_length": 256,
+        "data.max_reject_fraction": 0.5, "data.cache_dir": str(tmp_path / "cache"),
+    })
+    eos = {tiny_tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    data = prepare_data(config, tiny_tokenizer, get_profile("regime3"), CHATML_TEMPLATE, eos, tmp_path / "run", shape="prompts")
+    assert data.report.rows_used == 26 and data.report.rows_held_out == 4 and data.report.rows_rejected == 1
+    assert list(data.report.rejected_by_reason) == ["length: prompt longer than data.max_length"]
+    first = data.train[0]
+    assert [m["role"] for m in first["prompt"]] == ["system", "user"]  # the answer is not in the prompt
+    assert first["reference"].strip().splitlines()[-1].startswith("Answer:")  # regime3's rendering
+    assert first["expected"] is not None and first["expected"] in first["reference"]
+    assert len(data.probes) == 4 and all(p.golden for p in data.probes)
+
+
+def _rl_job(tmp_path, builtin_cache, tiny_model_dir, method: str):
+    import jsonschema
+    import torch
+
+    values = job_values(tmp_path, builtin_cache, **{
+        "model.path": str(tiny_model_dir), "hyperparams.batch_size": 4, "hyperparams.max_steps": 4,
+        "hyperparams.logging_steps": 1, "hyperparams.learning_rate": 1e-3, "inference.preview_every_steps": 0,
+        "output.save_steps": 2,
+        "method": {"name": method, "num_generations": 2, "max_completion_length": 16, "reward": LENGTH_REWARD},
+    })
+    proc = subprocess.run([sys.executable, str(CLI), "--config", str(write_config(tmp_path, values))],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "held-out reward: " in proc.stdout and " at start -> " in proc.stdout
+    run = tmp_path / "outputs" / "run"
+    status = json.loads((tmp_path / "status.json").read_text())
+    jsonschema.validate(status, json.loads(SCHEMA.read_text()))
+    assert (status["phase"], status["method"]) == ("completed", method)
+    figures = status["method_metrics"]
+    for key in ("reward", "reward_std", "rewards/length/mean", "completions/mean_length"):
+        assert isinstance(figures[key], float), key
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all(0 <= r["reward"] <= 1 for r in records)
+    result = json.loads((run / "result.json").read_text())["final_metrics"]
+    assert 0 <= result["heldout_reward"] <= 1 and 0 <= result["heldout_reward_at_start"] <= 1
+    assert (run / "checkpoint-4").is_dir() and (run / "model" / "config.json").is_file()
+    before, after = load_weights(tiny_model_dir), load_weights(run / "model")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    return records
+
+
+@pytest.mark.slow
+def test_grpo_end_to_end_on_the_tiny_model(tmp_path, builtin_cache, tiny_model_dir):
+    records = _rl_job(tmp_path, builtin_cache, tiny_model_dir, "grpo")
+    assert all("clip_ratio/region_mean" in r and "entropy" in r for r in records)
+
+
+@pytest.mark.slow
+def test_rloo_end_to_end_on_the_tiny_model(tmp_path, builtin_cache, tiny_model_dir):
+    records = _rl_job(tmp_path, builtin_cache, tiny_model_dir, "rloo")
+    assert all("kl" in r for r in records)  # RLOO's KL to the reference (beta 0.05) is in its reward
+
+
+@pytest.mark.slow
+def test_a_daemon_job_file_that_names_grpo(tmp_path, builtin_cache):
+    from test_daemon import Daemon
+
+    daemon = Daemon(tmp_path, builtin_cache, **{"hyperparams.batch_size": 4, "hyperparams.max_steps": 2})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_text("\n".join((REPO / "data" / "arithmetic_train.jsonl").read_text().splitlines()[:40]) + "\n")
+    method = {"name": "grpo", "num_generations": 2, "max_completion_length": 8, "reward": LENGTH_REWARD}
+    daemon.drop("rl.job.json", [json.dumps({"dataset": str(tmp_path / "data" / "rows.jsonl"), "overrides": {"method": method}})])
+    daemon.start()
+    try:
+        daemon.wait(lambda: daemon.jobs("done") or daemon.jobs("failed"), timeout=300)
+    finally:
+        daemon.stop()
+    assert not daemon.jobs("failed"), (daemon.jobs("failed")[0] / "error.txt").read_text()
+    status = json.loads((daemon.jobs("done")[0] / "training_status.json").read_text())
+    assert status["method"] == "grpo" and "rewards/length/mean" in status["method_metrics"]

@@ -1,0 +1,162 @@
+"""What the RL methods share (GRPO, RLOO; PPO builds on it): options, rewards, generation.
+
+Each RL method samples completions to the prompts of SFT-shaped data (``trainer.data.prompt_data``)
+and scores them with a reward spec (``trainer.rewards``; unset: the profile's default, format
+plus answer). Generation follows the profile as inference does: its stop sequences end a
+completion, its penalties push down tokens it must not produce (``<think>`` for most), and the
+rewards see the completion cut where it stopped, as the previews do.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from trainer.config.schema import MethodOptions
+from trainer.methods.base import Method, make_trainer
+
+if TYPE_CHECKING:
+    from trainer.config.schema import TrainerConfig
+    from trainer.core.context import JobContext
+
+# The figures TRL's GRPO / RLOO log that say how RL is going; the result keeps their last value.
+RL_FIGURES = (
+    "reward", "reward_std", "kl", "entropy", "completions/mean_length", "completions/clipped_ratio",
+    "clip_ratio/region_mean", "frac_reward_zero_std",
+)
+
+
+class RLOptions(MethodOptions):
+    """Options every RL method takes."""
+
+    reward: dict[str, Any] | None = Field(
+        None,
+        description="Reward spec (README, 'Rewards'): {'type': 'weighted_sum', 'components': [...]} or one "
+        "reward; unset: the profile's default (format + answer).",
+    )
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (the group).")
+    max_completion_length: int = Field(96, ge=1, description="Longest completion, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the reference (the starting model); 0: none loaded.")
+
+
+def check_rl(name: str, options: RLOptions, config: TrainerConfig) -> list[str]:
+    """Problems every RL method shares: the reward spec, and groups that fill the batch."""
+    from trainer.profiles import get_profile
+    from trainer.rewards import RewardContext, reward_problems
+
+    try:  # the profile rewards are checked against the job's profile; a bad profile is its own problem
+        context = RewardContext(profile=get_profile(config.profile.name, config.profile.options))
+    except ValueError:
+        context = None
+    problems = reward_problems(options.reward, "method.reward", context) if options.reward is not None else []
+    hp = config.hyperparams
+    effective = hp.batch_size * hp.gradient_accumulation_steps
+    if effective % options.num_generations:
+        problems.append(
+            f"method.num_generations: {options.num_generations} completions per prompt must divide the batch of "
+            f"{effective} (hyperparams.batch_size {hp.batch_size} x gradient_accumulation_steps "
+            f"{hp.gradient_accumulation_steps}) for method {name}; e.g. set it to {_divisor(effective)}"
+        )
+    return problems
+
+
+def _divisor(n: int) -> int:
+    return next((d for d in (8, 4, 2) if n % d == 0 and d <= n), 2)
+
+
+def reward_funcs(context: JobContext, options: RLOptions) -> tuple[list[Any], list[float]]:
+    """TRL reward callables (one per component, each named for its logs) and their weights."""
+    from trainer.rewards import RewardContext, trl_reward_funcs
+
+    rewards_context = RewardContext(profile=context.profile, device=context.device)
+    return trl_reward_funcs(options.reward, rewards_context, key="method.reward", stops=context.profile.get_stop_sequences())
+
+
+def generate_as_the_profile(model: Any, context: JobContext) -> None:
+    """Bind what generate needs for the profile's stops and penalties to ``model.generate``.
+
+    TRL builds its own GenerationConfig (which names the stop strings, ``rl_arguments``), but
+    generate can only match stop strings given the tokenizer, and a GenerationConfig cannot carry
+    the tokenizer nor logits processors; so both are bound to the model's ``generate`` here (a
+    call that passes its own, like the previews, still wins).
+    """
+    from core.logit_penalty import build_logits_processors
+
+    tokenizer = context.tokens.tokenizer
+    processors = build_logits_processors(
+        tokenizer, [(spec.strings, spec.penalty) for spec in context.profile.generation_penalties()]
+    )
+    model.generate = functools.partial(model.generate, tokenizer=tokenizer, logits_processor=processors)
+
+
+def probe_reward(context: JobContext, options: RLOptions, probes: list[Any], answers: list[str]) -> dict[str, Any]:
+    """``heldout_reward``: the mean reward (the job's spec) of the probes' answers."""
+    from trainer.rewards import RewardContext, build_reward
+
+    node = build_reward(options.reward, RewardContext(profile=context.profile, device=context.device), key="method.reward")
+    prompts = [p.messages[-1]["content"] for p in probes]
+    rows = [{"expected": p.golden, "prompt_messages": p.messages, "source": p.source} for p in probes]
+    scores = [v for v in node.score(prompts, answers, [p.reference for p in probes], rows) if v is not None]
+    return {"heldout_reward": sum(scores) / len(scores) if scores else None}
+
+
+def rl_arguments(context: JobContext, options: RLOptions) -> dict[str, Any]:
+    """The TRL config fields every RL method's options set."""
+    stops = [s for s in context.profile.get_stop_sequences() if s]
+    return {
+        "num_generations": options.num_generations,
+        "max_completion_length": options.max_completion_length,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "beta": options.beta,
+        "generation_kwargs": {"stop_strings": stops} if stops else None,
+        "log_completions": False,  # TRL prints a rich table; our status and metrics carry samples
+    }
+
+
+class RLMethod(Method):
+    """Base of the TRL-backed RL methods: prompts in, a reward spec, the profile's generation.
+
+    Subclasses name their TRL trainer and config (``trl_names``) and add their own config fields
+    (``extra_arguments``); checks, rewards, generation, the probes' reward and the figures kept
+    are the same for all.
+    """
+
+    data_shape = "prompts"
+    # measured: bench/ (README, "Methods"); out of the box after an SFT stage
+    refine_stage = {"max_steps": 60, "learning_rate": 5e-4}
+    evaluates_at_start = True
+    trl_names: ClassVar[tuple[str, str]]  # (trainer class, config class) in ``trl``
+
+    def check(self, config: TrainerConfig) -> list[str]:
+        return check_rl(self.name, self.options, config)  # type: ignore[arg-type]
+
+    def extra_arguments(self) -> dict[str, Any]:
+        """The method's own TRL config fields from its options."""
+        return {}
+
+    def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
+        import trl
+
+        from trainer.methods.sft import training_arguments
+
+        trainer_class, config_class = (getattr(trl, name) for name in self.trl_names)
+        options: RLOptions = self.options  # type: ignore[assignment]
+        funcs, weights = reward_funcs(context, options)
+        args = training_arguments(
+            context, config_class, reward_weights=weights, **rl_arguments(context, options), **self.extra_arguments()
+        )
+        generate_as_the_profile(model, context)
+        return make_trainer(trainer_class, context, model, args, callbacks, reward_funcs=funcs)
+
+    def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
+        return probe_reward(context, self.options, probes, answers)  # type: ignore[arg-type]
+
+    def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:
+        from trainer.methods.dpo import last_logged
+
+        return last_logged(trainer, RL_FIGURES)
