@@ -8,7 +8,11 @@ value stays in 0..99 so numbers are at most two digits.
 The output is byte-for-byte reproducible: only ``random.Random(seed)`` drives the choices, and the
 tokenizer of the builtin model is trained on this file, so changing it changes that model.
 
-Usage: python data/generate_arithmetic.py [--rows N] [--seed S] [--out PATH]
+``--difficulty easy`` writes one-step problems instead (a start of 2..9, then one addition or
+subtraction of 1..9): a tiny model learns to get some of them right, which the RL benchmark
+(``bench/rl_vs_sft.py``) needs; the default, ``standard``, is the bundled file.
+
+Usage: python data/generate_arithmetic.py [--rows N] [--seed S] [--difficulty standard|easy] [--out PATH]
 """
 
 from __future__ import annotations
@@ -118,6 +122,22 @@ class Operation:
     highest: Callable[[int], int]  # largest operand that keeps the result in 0..MAX_VALUE
 
 
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the problems are: steps per problem, the operations and the size of the numbers."""
+
+    steps: tuple[int, int]  # fewest and most worked steps
+    ops: tuple[str, ...]
+    start: tuple[int, int]  # the plain starting amount's range
+    max_addend: int
+    mul_start_share: float
+
+
+DIFFICULTIES = {
+    "standard": Difficulty((2, 3), ("+", "-", "*"), (2, 30), MAX_ADDEND, MUL_START_SHARE),
+    "easy": Difficulty((1, 1), ("+", "-"), (2, 9), 9, 0.0),
+}
+
 OPERATIONS = {
     "+": Operation(ADD_STEPS, 1, lambda value: min(MAX_ADDEND, MAX_VALUE - value)),
     "-": Operation(SUB_STEPS, 1, lambda value: value),
@@ -126,13 +146,17 @@ OPERATIONS = {
 }
 
 
-def choose_step(rng: random.Random, value: int) -> Step:
+def choose_step(rng: random.Random, value: int, level: Difficulty = DIFFICULTIES["standard"]) -> Step:
     """Pick an operation that can follow ``value``, its operand and its templates."""
-    feasible = [op for op, spec in OPERATIONS.items() if spec.highest(value) >= spec.lowest]
+    def highest(op: str) -> int:
+        top = OPERATIONS[op].highest(value)
+        return min(top, level.max_addend) if op == "+" else top
+
+    feasible = [op for op in OPERATIONS if op in level.ops and highest(op) >= OPERATIONS[op].lowest]
     op = rng.choice(feasible)
     spec = OPERATIONS[op]
     question, reasoning = rng.choice(spec.templates)
-    return Step(question, reasoning, value, op, rng.randint(spec.lowest, spec.highest(value)))
+    return Step(question, reasoning, value, op, rng.randint(spec.lowest, highest(op)))
 
 
 def choose_fields(rng: random.Random) -> dict[str, str]:
@@ -156,13 +180,13 @@ class Opening:
     preamble: str  # text that opens the first reasoning line
 
 
-def open_problem(rng: random.Random, fields: dict[str, str]) -> Opening:
+def open_problem(rng: random.Random, fields: dict[str, str], level: Difficulty = DIFFICULTIES["standard"]) -> Opening:
     """Open a problem with a plain starting amount or with a first multiplication step."""
-    if rng.random() < MUL_START_SHARE:
+    if rng.random() < level.mul_start_share:
         question, reasoning = rng.choice(MUL_STARTS)
         step = Step(question, reasoning, rng.randint(2, 9), "*", rng.randint(2, 9))
         return Opening(question.format(a=step.left, b=step.right, **fields), [step], step.result, "")
-    start = rng.randint(2, 30)
+    start = rng.randint(*level.start)
     # State the starting amount so every number the answer uses is written down in it.
     preamble = f"{fields['name']} starts with {start} {fields['obj']}. "
     return Opening(rng.choice(STARTS).format(a=start, **fields), [], start, preamble)
@@ -176,14 +200,14 @@ def worked_line(step: Step, fields: dict[str, str]) -> str:
             f"{step.result} {fields['obj']}.")
 
 
-def make_problem(rng: random.Random) -> dict[str, str]:
-    """One question/answer row with 2-3 worked steps."""
+def make_problem(rng: random.Random, level: Difficulty = DIFFICULTIES["standard"]) -> dict[str, str]:
+    """One question/answer row with the level's number of worked steps (standard: 2-3)."""
     fields = choose_fields(rng)
-    opening = open_problem(rng, fields)
+    opening = open_problem(rng, fields, level)
     question_parts, steps, value = [opening.question], list(opening.steps), opening.value
-    n_steps = rng.randint(2, 3)
+    n_steps = rng.randint(*level.steps)
     while len(steps) < n_steps:
-        step = choose_step(rng, value)
+        step = choose_step(rng, value, level)
         steps.append(step)
         question_parts.append(step.question.format(b=step.right, **fields))
         value = step.result
@@ -196,13 +220,14 @@ def make_problem(rng: random.Random) -> dict[str, str]:
     return {"question": " ".join(question_parts), "answer": "\n".join(lines + [f"#### {value}"])}
 
 
-def generate(rows: int, seed: int) -> list[dict[str, str]]:
+def generate(rows: int, seed: int, difficulty: str = "standard") -> list[dict[str, str]]:
     """``rows`` distinct problems; duplicates are skipped so no row is over-weighted."""
     rng = random.Random(seed)
+    level = DIFFICULTIES[difficulty]
     seen: set[str] = set()
     problems: list[dict[str, str]] = []
     while len(problems) < rows:
-        problem = make_problem(rng)
+        problem = make_problem(rng, level)
         if problem["question"] not in seen:
             seen.add(problem["question"])
             problems.append(problem)
@@ -221,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="number of problems")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    parser.add_argument("--difficulty", choices=sorted(DIFFICULTIES), default="standard", help="problem difficulty")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .jsonl path")
     args = parser.parse_args(argv)
-    write_jsonl(generate(args.rows, args.seed), args.out)
+    write_jsonl(generate(args.rows, args.seed, args.difficulty), args.out)
     return 0
 
 

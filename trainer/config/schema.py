@@ -442,6 +442,7 @@ class StageSection(Section):
     )
     max_length: int | None = Field(None, ge=8, description="The stage's data.max_length; unset: the job's.")
     learning_rate: float | None = Field(None, gt=0, description="The stage's peak learning rate; unset: the job's.")
+    warmup_steps: int | None = Field(None, ge=0, description="The stage's warmup steps; unset: the job's.")
 
     _method = field_validator("method", mode="wrap")(_method_options)
 
@@ -449,6 +450,52 @@ class StageSection(Section):
     @classmethod
     def _one_path_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+
+class RLMethodChoice(MethodOptions):
+    """The RL method of a hybrid: any registered method, ppo unless named."""
+
+    name: str = Field("ppo", description="The RL method: ppo, grpo, rloo or an import path 'package.module:Class'.")
+
+
+class HybridSection(Section):
+    """Seed 001's hybrid: SFT and an RL method in alternation, the RL share rising over the cycles.
+
+    It is a short form of ``stages``: cycle i of n gives an SFT stage and an RL stage whose steps
+    split ``steps_per_cycle``, the RL share going from ``rl_share_start`` to ``rl_share_end`` in
+    equal steps ("start SFT-heavy, gradually increase the PPO ratio"). Both train on the job's
+    data (RL on its prompts, with its answers as references).
+    """
+
+    cycles: int = Field(3, ge=1, description="SFT -> RL cycles.")
+    steps_per_cycle: int = Field(40, ge=2, description="Optimizer steps of one cycle, SFT and RL together.")
+    rl_method: SerializeAsAny[RLMethodChoice] = Field(
+        default_factory=RLMethodChoice,
+        validate_default=True,
+        description="The RL method and its options (ppo by default, as the seeds; grpo or rloo by choice).",
+    )
+    rl_share_start: float = Field(0.25, gt=0, lt=1, description="RL's share of the first cycle's steps.")
+    rl_share_end: float = Field(0.75, gt=0, lt=1, description="RL's share of the last cycle's steps.")
+    rl_learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of the RL stages; unset: the job's.")
+
+    _method = field_validator("rl_method", mode="wrap")(_method_options)
+
+    def expand(self) -> list[dict[str, Any]]:
+        """The stages this hybrid stands for, as ``stages`` entries. Only the first stage warms
+        the learning rate up: the later ones continue a model already trained."""
+        stages: list[dict[str, Any]] = []
+        for cycle in range(self.cycles):
+            share = self.rl_share_start + (self.rl_share_end - self.rl_share_start) * (
+                cycle / (self.cycles - 1) if self.cycles > 1 else 0.0
+            )
+            rl_steps = min(self.steps_per_cycle - 1, max(1, round(self.steps_per_cycle * share)))
+            warm = {} if cycle == 0 else {"warmup_steps": 0}
+            stages.append({"method": {"name": "sft"}, "max_steps": self.steps_per_cycle - rl_steps, **warm})
+            rl = {"method": self.rl_method.model_dump(mode="json"), "max_steps": rl_steps, "warmup_steps": 0}
+            if self.rl_learning_rate is not None:
+                rl["learning_rate"] = self.rl_learning_rate
+            stages.append(rl)
+        return stages
 
 
 class TrainerConfig(Section):
@@ -483,7 +530,26 @@ class TrainerConfig(Section):
         "method above.",
     )
 
+    hybrid: HybridSection | None = Field(
+        None,
+        description="Seed 001's SFT <-> RL alternation, a short form of stages (README, 'Curricula'); "
+        "unset: none.",
+    )
+
     _method = field_validator("method", mode="wrap")(_method_options)
+
+    @model_validator(mode="after")
+    def _hybrid_is_stages(self) -> TrainerConfig:
+        # Expanded here, so everything downstream (status, resume, daemon) sees plain stages; a
+        # saved config carries both, and reads back the same, since the expansion is repeatable.
+        if self.hybrid is None:
+            return self
+        expanded = [StageSection.model_validate(stage) for stage in self.hybrid.expand()]
+        if self.stages and self.stages != expanded:
+            raise ValueError("hybrid is a short form of stages: give one of them, not both")
+        # Not `self.stages = ...`: assignment is validated, which would run this validator again.
+        self.__dict__["stages"] = expanded
+        return self
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute against ``system.base_dir`` (or the working directory)."""

@@ -36,11 +36,13 @@ def stage_configs(config: TrainerConfig, run_dir: Path) -> list[TrainerConfig]:
     for index, stage in enumerate(config.stages, start=1):
         data = copy.deepcopy(base)
         name = stage_name(index, stage.method.name)
-        data["stages"] = []
+        data["stages"], data["hybrid"] = [], None  # a stage is one run; the job's hybrid is these stages
         data["method"] = stage.method.model_dump(mode="json")
         data["hyperparams"].update(max_steps=stage.max_steps, num_epochs=None)
         if stage.learning_rate is not None:
             data["hyperparams"]["learning_rate"] = stage.learning_rate
+        if stage.warmup_steps is not None:
+            data["hyperparams"].update(warmup_steps=stage.warmup_steps, warmup_ratio=None)
         if stage.dataset_path is not None:
             data["data"]["dataset_path"] = stage.dataset_path
         if stage.max_length is not None:
