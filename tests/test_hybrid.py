@@ -27,6 +27,11 @@ def test_hybrid_expands_into_alternating_stages_with_a_rising_rl_share():
     assert [(s.method.name, s.max_steps) for s in one.stages] == [("sft", 4), ("grpo", 4)]
 
 
+def test_the_rl_method_is_ppo_unless_named():
+    config = create_default_config(overrides={"hybrid": {"cycles": 2}})
+    assert [s.method.name for s in config.stages] == ["sft", "ppo", "sft", "ppo"]
+
+
 def test_rl_learning_rate_goes_to_the_rl_stages_only():
     config = create_default_config(overrides={"hybrid": {"cycles": 2, "rl_method": GRPO, "rl_learning_rate": 1e-4}})
     assert [s.learning_rate for s in config.stages] == [None, 1e-4, None, 1e-4]

@@ -32,8 +32,8 @@ def test_default_method_is_sft_and_every_config_keeps_working():
 
 
 def test_unknown_method_lists_the_known_ones():
-    assert problems(**{"method.name": "dpp"}) == [
-        f"method.name: expected one of {KNOWN}; got 'dpp' (str); did you mean 'dpo'? (from create_default_config)"
+    assert problems(**{"method.name": "dpoo"}) == [
+        f"method.name: expected one of {KNOWN}; got 'dpoo' (str); did you mean 'dpo'? (from create_default_config)"
     ]
 
 

@@ -32,7 +32,7 @@ def test_dpo_on_the_defaults_becomes_sft_then_dpo_on_the_bundled_pairs():
     assert len(notes) == 2 and "bundled preference data" in notes[0] and "2 stages" in notes[1]
 
 
-@pytest.mark.parametrize("method, data", [("kto", PAIRS), ("simpo", PAIRS), ("grpo", CONVERSATIONS), ("rloo", CONVERSATIONS)])
+@pytest.mark.parametrize("method, data", [("kto", PAIRS), ("simpo", PAIRS), ("grpo", CONVERSATIONS), ("rloo", CONVERSATIONS), ("ppo", CONVERSATIONS)])
 def test_the_other_refining_methods_start_from_sft_too(method, data):
     config, _ = fill_in(_config(method={"name": method}))
     assert [s.method.name for s in config.stages] == ["sft", method]

@@ -20,12 +20,13 @@ from trainer.methods.dpo import DPO
 from trainer.methods.grpo import GRPO
 from trainer.methods.kto import KTO
 from trainer.methods.orpo import ORPO
+from trainer.methods.ppo import PPO
 from trainer.methods.reward import Reward
 from trainer.methods.rloo import RLOO
 from trainer.methods.sft import SFT
 from trainer.methods.simpo import SimPO
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify, GRPO, RLOO)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify, GRPO, RLOO, PPO)}
 
 
 class UnknownMethodError(ValueError):

@@ -43,8 +43,9 @@ class RLOptions(MethodOptions):
     beta: float = Field(0.0, ge=0, description="KL coefficient against the reference (the starting model); 0: none loaded.")
 
 
-def check_rl(name: str, options: RLOptions, config: TrainerConfig) -> list[str]:
-    """Problems every RL method shares: the reward spec, and groups that fill the batch."""
+def check_rl(name: str, options: RLOptions, config: TrainerConfig, groups: bool = True) -> list[str]:
+    """Problems every RL method shares: the reward spec, and (``groups``: GRPO, RLOO) groups of
+    completions that fill the batch."""
     from trainer.profiles import get_profile
     from trainer.rewards import RewardContext, reward_problems
 
@@ -55,7 +56,7 @@ def check_rl(name: str, options: RLOptions, config: TrainerConfig) -> list[str]:
     problems = reward_problems(options.reward, "method.reward", context) if options.reward is not None else []
     hp = config.hyperparams
     effective = hp.batch_size * hp.gradient_accumulation_steps
-    if effective % options.num_generations:
+    if groups and effective % options.num_generations:
         problems.append(
             f"method.num_generations: {options.num_generations} completions per prompt must divide the batch of "
             f"{effective} (hyperparams.batch_size {hp.batch_size} x gradient_accumulation_steps "
