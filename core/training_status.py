@@ -85,6 +85,16 @@ class Example(BaseModel):
     loss: float | None = None
 
 
+class RLSample(BaseModel):
+    """One completion an RL method sampled at a step, with the reward it got (never decorated)."""
+
+    step: int
+    prompt: str
+    completion: str = Field(description="As the rewards saw it: cut where generation stopped.")
+    reward: float | None = Field(None, description="The total reward; null where none applied.")
+    rewards: dict[str, float | None] = Field(default_factory=dict, description="Each reward component's value.")
+
+
 class Checkpoint(BaseModel):
     step: int
     path: str
@@ -151,6 +161,9 @@ class TrainingStatus(BaseModel):
         default_factory=dict,
         description="The method's own latest figures, as its trainer logs them: e.g. DPO's "
         "rewards/margins, rewards/accuracies, logps/chosen; SFT's mean_token_accuracy.",
+    )
+    rl_samples: list[RLSample] = Field(
+        default_factory=list, description="RL methods: a few completions of the latest step, with their rewards."
     )
     # data
     data: DataSummary = Field(default_factory=DataSummary)

@@ -225,3 +225,36 @@ def test_page_of_an_sft_run_shows_no_preference_charts(server, files, tmp_path):
     assert [p["attrs"]["data-key"] for p in chart_elements(dom, "figure-chart-entropy", "polyline")] == ["entropy"]
     assert not dom.inside("figure-chart-entropy", "legend-label")  # one line needs no legend
     assert "hidden" in dom.id("charts-left-out")["attrs"]
+
+
+def write_grpo_run(files: Sources, run: Path) -> None:
+    """A GRPO run: reward figures per step and the latest sampled completions with rewards."""
+    run.mkdir(parents=True)
+    writer = TrainingStatusWriter(files.training_status, run_name="grpo-run", run_dir=str(run), model_name="tiny", method="grpo")
+    samples = [
+        {"step": 4, "prompt": "Ann has 2 pens. How many?", "completion": "Step 1: 2 pens.\nAnswer: 2", "reward": 1.0,
+         "rewards": {"format": 1.0, "answer": 1.0}},
+        {"step": 4, "prompt": "Ann has 2 pens. How many?", "completion": "two", "reward": 0.0, "rewards": {"format": 0.0, "answer": 0.0}},
+    ]
+    writer.update(phase="training", current_step=4, total_steps=8, progress=0.5, loss=0.01,
+                  method_metrics={"reward": 0.5, "rewards/format/mean": 0.5, "kl": 0.02}, rl_samples=samples)
+    log = JsonlLog(run / "metrics.jsonl")
+    for step in range(1, 5):
+        log.append({"step": step, "loss": 0.01, "learning_rate": 1e-4, "grad_norm": 1.0, "reward": 0.1 * step,
+                    "reward_std": 0.3, "rewards/format/mean": 0.2 * step, "rewards/format/std": 0.4,
+                    "rewards/answer/mean": 0.05 * step, "rewards/answer/std": 0.2, "kl": 0.01 * step, "entropy": 1.5,
+                    "completions/mean_length": 30.0, "samples": samples})
+
+
+@needs_chromium
+def test_page_charts_an_rl_runs_reward_and_shows_its_sampled_completions(server, files, tmp_path):
+    write_grpo_run(files, tmp_path / "run")
+    dom = browse(tmp_path, f"http://127.0.0.1:{server.server_port}/")
+    assert chart_ids(dom)[:4] == ["loss-chart", "lr-chart", "rl-reward-chart", "rl-kl-chart"]
+    lines = chart_elements(dom, "rl-reward-chart", "polyline")
+    assert [p["attrs"]["data-key"] for p in lines] == ["reward", "rewards/format/mean", "rewards/answer/mean"]
+    assert "figure-chart-rewards-format-std" not in chart_ids(dom)  # the spreads stay in the table
+    assert "hidden" not in dom.id("samples")["attrs"]
+    table = dom.elements[dom.elements.index(dom.id("samples")):dom.elements.index(dom.id("data"))]
+    cells = [e["text"] for e in table if e["tag"] == "td"]
+    assert cells == ["Ann has 2 pens. How many?", "Step 1: 2 pens.\nAnswer: 2", "1", "Ann has 2 pens. How many?", "two", "0"]

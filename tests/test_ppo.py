@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from jobkit import job_values, load_weights
+from jobkit import SCHEMA, job_values, load_weights
 
 from trainer.config import create_default_config
 from trainer.methods.ppo import PPO, PPOOptions
@@ -246,12 +246,20 @@ def test_ppo_run_writes_a_plain_model_and_checkpoints_with_the_value_head(learne
                "approx_kl", "early_stopped", "minibatch_updates", "completions/mean_length",
                "rewards/short_answer/mean")  # fmt: skip
     status = json.loads((tmp_path / "status.json").read_text())
+    import jsonschema
+
+    jsonschema.validate(status, json.loads(SCHEMA.read_text()))
     assert status["phase"] == "completed" and status["method"] == "ppo" and status["current_step"] == 30
     assert set(figures) <= set(status["method_metrics"]), status["method_metrics"]
     logged = [entry for entry in _logged(run) if "reward" in entry]
     assert all(set(figures) | {"loss", "grad_norm", "learning_rate"} <= set(entry) for entry in logged)
     assert all(entry["minibatch_updates"] == 4 and entry["early_stopped"] == 0 for entry in logged)
     assert logged[5]["kl"] > 0 and logged[5]["grad_norm"] > 0
+    # a few completions of each logged step, with their rewards, in the logs and the status
+    assert all(0 < len(entry["samples"]) <= 4 for entry in logged)
+    sample = status["rl_samples"][0]
+    assert sample["step"] == 30 and isinstance(sample["completion"], str) and 0 <= sample["reward"] <= 1
+    assert set(sample["rewards"]) == {"short_answer"}
     final = json.loads((run / "result.json").read_text())["final_metrics"]
     assert final["method"] == "ppo" and final["early_stopped_updates"] == 0 and "reward" in final
     previews = [json.loads(line)["step"] for line in (run / "previews.jsonl").read_text().splitlines()]

@@ -98,6 +98,11 @@ def _rl_job(tmp_path, builtin_cache, tiny_model_dir, method: str):
         assert isinstance(figures[key], float), key
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4] and all(0 <= r["reward"] <= 1 for r in records)
+    # a few of each step's completions, with their rewards, in metrics.jsonl and the status
+    assert all(0 < len(r["samples"]) <= 4 for r in records)
+    sample = status["rl_samples"][0]
+    assert sample["step"] == 4 and sample["prompt"] and isinstance(sample["completion"], str)
+    assert sample["reward"] == pytest.approx(sample["rewards"]["length"]) and 0 <= sample["reward"] <= 1
     result = json.loads((run / "result.json").read_text())["final_metrics"]
     assert 0 <= result["heldout_reward"] <= 1 and 0 <= result["heldout_reward_at_start"] <= 1
     assert (run / "checkpoint-4").is_dir() and (run / "model" / "config.json").is_file()

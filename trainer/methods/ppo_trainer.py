@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import Trainer
 
+from trainer.methods.rl import SampleLogging
+
 if TYPE_CHECKING:
     from trainer.core.context import JobContext
     from trainer.methods.ppo import PPOOptions
@@ -286,7 +288,7 @@ class Rollout:
         return self.mask.shape[1]
 
 
-class PPOTrainer(Trainer):
+class PPOTrainer(SampleLogging, Trainer):
     """A transformers ``Trainer`` whose step is one PPO update on one batch of prompts.
 
     The minibatch gradient steps inside an update are this class's (:meth:`_apply`): each is
@@ -306,6 +308,10 @@ class PPOTrainer(Trainer):
         self.early_stopped_updates = 0  # updates cut short by target_kl, over the whole run
         self._figures: dict[str, list[float]] = {}  # each update's figures since the last log
         self._update_grad_norm: float | None = None
+        self._samples: list[dict[str, Any]] = []  # the latest rollout's completions and rewards
+
+    def latest_samples(self) -> list[dict[str, Any]]:
+        return self._samples
 
     # -- one step: a rollout, then the update ------------------------------------------------------
     def training_step(self, model: Any, inputs: list[dict[str, Any]], num_items_in_batch: Any = None) -> torch.Tensor:
@@ -414,6 +420,10 @@ class PPOTrainer(Trainer):
             [message_text(row["prompt"]) for row in rows], texts, [row.get(column) or None for row in rows], columns
         )
         figures = {k: v for k, v in scored.summary().items() if v is not None}
+        self._samples = [
+            {"prompt": prompt, "completion": text, "reward": total, "rewards": {name: values[i] for name, values in scored.components.items()}}
+            for i, (prompt, text, total) in enumerate(zip((message_text(row["prompt"]) for row in rows), texts, scored.total))
+        ]
         return [0.0 if s is None else float(s) for s in scored.total], figures
 
     def _rollout_forward(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, policy: bool):

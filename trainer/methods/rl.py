@@ -119,6 +119,56 @@ def rl_arguments(context: JobContext, options: RLOptions) -> dict[str, Any]:
     }
 
 
+# Completions of the latest step that each logged step carries (metrics.jsonl, status rl_samples).
+SAMPLES_LOGGED = 4
+
+
+class SampleLogging:
+    """Trainer mixin: every logged step carries ``samples``, a few completions of the latest
+    generation batch with their rewards; the trainer says which (``latest_samples``)."""
+
+    def latest_samples(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def log(self, logs: dict[str, Any], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            samples = self.latest_samples()[:SAMPLES_LOGGED]
+            if samples:
+                logs = {**logs, "samples": samples}
+        super().log(logs, start_time)  # type: ignore[misc]
+
+
+class TRLSamples(SampleLogging):
+    """The latest samples of TRL's GRPO / RLOO trainers. TRL keeps its latest generation batch in
+    ``_logs`` for its own completions table and offers no public way to it; the rewards there are
+    per reward function, so the total is their weighted sum, as TRL's own."""
+
+    sample_cuts: list[str] = []
+
+    def latest_samples(self) -> list[dict[str, Any]]:
+        import math
+
+        from trainer.monitoring.preview_backend import cut_at_stops
+        from trainer.rewards.trl_adapter import message_text
+
+        logs = getattr(self, "_logs", None)
+        if not logs or not logs["prompt"]:
+            return []
+        names = list(logs["rewards"])
+        weights = [float(w) for w in self.reward_weights]  # type: ignore[attr-defined]
+        out = []
+        for i, (prompt, completion) in enumerate(zip(logs["prompt"], logs["completion"])):
+            parts = {name: float(logs["rewards"][name][i]) for name in names}
+            present = [(w, v) for w, v in zip(weights, parts.values()) if not math.isnan(v)]
+            out.append({
+                "prompt": message_text(prompt),
+                "completion": cut_at_stops(message_text(completion), self.sample_cuts),
+                "reward": sum(w * v for w, v in present) if present else None,
+                "rewards": {name: (None if math.isnan(v) else v) for name, v in parts.items()},
+            })
+        return out
+
+
 class RLMethod(Method):
     """Base of the TRL-backed RL methods: prompts in, a reward spec, the profile's generation.
 
@@ -152,7 +202,10 @@ class RLMethod(Method):
             context, config_class, reward_weights=weights, **rl_arguments(context, options), **self.extra_arguments()
         )
         generate_as_the_profile(model, context)
-        return make_trainer(trainer_class, context, model, args, callbacks, reward_funcs=funcs)
+        sampled = type(trainer_class.__name__, (TRLSamples, trainer_class), {})
+        trainer = make_trainer(sampled, context, model, args, callbacks, reward_funcs=funcs)
+        trainer.sample_cuts = [s for s in context.profile.get_stop_sequences() if s] + [context.tokens.end_token]
+        return trainer
 
     def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
         return probe_reward(context, self.options, probes, answers)  # type: ignore[arg-type]

@@ -98,6 +98,7 @@ class StatusCallback(TrainerCallback):
             method_metrics={
                 k: float(v) for k, v in logs.items() if k not in COMMON_LOG_KEYS and isinstance(v, (int, float))
             },
+            **({"rl_samples": [{"step": state.global_step, **x} for x in logs["samples"]]} if logs.get("samples") else {}),
         )
         self.metrics.append({"step": state.global_step, "epoch": state.epoch, "tokens_per_sec": rate, **logs})
 

@@ -74,6 +74,7 @@ function renderTraining(s) {
   chartScope = staged ? [$("stage-of").textContent, method].filter(Boolean).join(" · ") : "";
   for (const node of document.querySelectorAll(".scope")) node.textContent = chartScope;
   renderFigures(s);
+  renderSamples(s);
   text("model", [s.model_name, s.profile ? "profile " + s.profile : ""].filter(Boolean).join(" · "));
   // the bar takes the verdict's colour: red for a failed run, amber for a stale one
   $("progress").value = isNum(s.progress) ? Math.max(0, Math.min(1, s.progress)) : 0;
@@ -104,6 +105,17 @@ function renderFigures(s) {
     el("td", { className: "num", textContent: shown(value, figure) ?? "–" }),
   ])));
   if (!figures.length) $("figures").tBodies[0].append(el("tr", {}, [el("td", { colSpan: 2, className: "muted", textContent: "none logged yet" })]));
+}
+
+// An RL method's latest sampled completions (status.rl_samples), verbatim, with their rewards.
+function renderSamples(s) {
+  const samples = Array.isArray(s.rl_samples) ? s.rl_samples : [];
+  $("samples").hidden = !samples.length;
+  $("samples").tBodies[0].replaceChildren(...samples.map((x) => el("tr", {}, [
+    el("td", { textContent: String(x.prompt ?? "") }),
+    el("td", { className: "verbatim", textContent: String(x.completion ?? "") }),
+    el("td", { className: "num", textContent: shown(x.reward, figure) ?? "–" }),
+  ])));
 }
 
 // Round numbers between lo and hi for axis ticks (1, 2 or 5 times a power of ten apart; whole
@@ -226,7 +238,8 @@ function autoFormat(lo, hi) {
 }
 
 // The method's figures in metrics.jsonl, charted by group: chosen beside rejected, margins with
-// accuracies (0..1, right axis), then each other figure alone, at most MAX_METHOD_CHARTS charts.
+// accuracies (0..1, right axis), an RL method's reward with its components and its KL beside
+// entropy, then each other figure alone, at most MAX_METHOD_CHARTS charts.
 // A chart exists only while the metrics have one of its keys: an SFT run shows no DPO charts.
 const NOT_METHOD_KEYS = new Set(["step", "loss", "learning_rate", "grad_norm", "epoch", "num_tokens", "time",
   "tokens_per_sec", "stage", "stage_count", "method", "nonfinite"]);
@@ -260,6 +273,11 @@ function methodChartGroups(points) {
     if (series.length === 1) series[0] = { ...series[0], right: false }; // alone, it takes the left axis
     groups.push({ ...group, series });
   };
+  // RL: the total reward beside each component's mean (their std stays in the figures table)
+  const components = keys.filter((k) => /^rewards\/.+\/mean$/.test(k));
+  add({ id: "rl-reward-chart", title: "Reward", series: ["reward", ...components].map((key) => ({ key, label: key })) });
+  keys.filter((k) => /^rewards\/.+\/std$/.test(k) || k === "reward_std").forEach((k) => used.add(k));
+  add({ id: "rl-kl-chart", title: "KL / entropy", series: [{ key: "kl", label: "kl" }, { key: "entropy", label: "entropy", right: true }] });
   GROUPS.forEach(add);
   const pair = /^(.+)\/(chosen|rejected)$/;
   for (const key of keys) { // each other figure alone ...
