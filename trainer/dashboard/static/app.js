@@ -277,7 +277,9 @@ function methodChartGroups(points) {
   const components = keys.filter((k) => /^rewards\/.+\/mean$/.test(k));
   add({ id: "rl-reward-chart", title: "Reward", series: ["reward", ...components].map((key) => ({ key, label: key })) });
   keys.filter((k) => /^rewards\/.+\/std$/.test(k) || k === "reward_std").forEach((k) => used.add(k));
-  add({ id: "rl-kl-chart", title: "KL / entropy", series: [{ key: "kl", label: "kl" }, { key: "entropy", label: "entropy", right: true }] });
+  if (present.has("kl")) { // an SFT run logs entropy alone: that chart stays its own
+    add({ id: "rl-kl-chart", title: "KL / entropy", series: [{ key: "kl", label: "kl" }, { key: "entropy", label: "entropy", right: true }] });
+  }
   GROUPS.forEach(add);
   const pair = /^(.+)\/(chosen|rejected)$/;
   for (const key of keys) { // each other figure alone ...
