@@ -91,6 +91,9 @@ class PPO(RLMethod):
 
     name = "ppo"
     Options = PPOOptions
+    # A PPO update is several times a GRPO step's work (ppo_epochs passes): fewer steps, so the
+    # out-of-the-box job stays a few minutes.
+    refine_stage = {"max_steps": 15, "learning_rate": 1e-4}
 
     def check(self, config: TrainerConfig) -> list[str]:
         options: PPOOptions = self.options  # type: ignore[assignment]
