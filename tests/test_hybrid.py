@@ -33,8 +33,10 @@ def test_the_rl_method_is_ppo_unless_named():
 
 
 def test_rl_learning_rate_goes_to_the_rl_stages_only():
-    config = create_default_config(overrides={"hybrid": {"cycles": 2, "rl_method": GRPO, "rl_learning_rate": 1e-4}})
-    assert [s.learning_rate for s in config.stages] == [None, 1e-4, None, 1e-4]
+    config = create_default_config(overrides={"hybrid": {"cycles": 2, "rl_method": GRPO, "rl_learning_rate": 3e-5}})
+    assert [s.learning_rate for s in config.stages] == [None, 3e-5, None, 3e-5]
+    default = create_default_config(overrides={"hybrid": {"cycles": 1, "rl_method": GRPO}})
+    assert [s.learning_rate for s in default.stages] == [None, 1e-4]  # not the job's SFT rate
 
 
 def test_a_saved_hybrid_config_reads_back_the_same_and_stages_beside_it_must_agree():
@@ -53,6 +55,18 @@ def test_hybrid_options_are_checked_with_their_paths():
     assert "hybrid.cycles: expected greater than or equal to 1; got 0 (int) (from create_default_config)" in found
     assert "hybrid.rl_share_end: expected less than 1; got 1.5 (float) (from create_default_config)" in found
     assert any(p.startswith("hybrid.rl_method.name: expected one of") and "did you mean 'grpo'?" in p for p in found)
+
+
+def test_validate_keys_hybrid_problems_where_they_were_written():
+    from trainer.core.preflight import check_methods
+
+    bad = create_default_config(overrides={"hybrid": {"cycles": 2, "rl_method": {**GRPO, "num_generations": 3}}, "hyperparams.batch_size": 8})
+    found = check_methods(bad)
+    assert len(found) == 1 and found[0].startswith("hybrid.rl_method.num_generations: 3 completions per prompt must divide")
+    not_rl = create_default_config(overrides={"hybrid": {"cycles": 1, "rl_method": {"name": "dpo"}}})
+    assert check_methods(not_rl) == [
+        "hybrid.rl_method.name: 'dpo' is not an RL method (one trained on prompts and rewards: ppo, grpo, rloo)"]
+    assert check_methods(create_default_config(overrides={"hybrid": {"cycles": 2, "rl_method": GRPO}, "hyperparams.batch_size": 8})) == []
 
 
 def _hybrid_values(tmp_path, builtin_cache, run_name):

@@ -77,3 +77,25 @@ def test_the_cli_dry_run_of_method_dpo_prepares_both_stages(tmp_path):
     resolved = json.loads((run / "resolved_config.json").read_text())
     assert [s["method"]["name"] for s in resolved["config"]["stages"]] == ["sft", "dpo"]
     assert "2 stages" in resolved["sources"]["out_of_box"]
+
+
+def test_a_resume_compares_the_filled_in_config_and_names_what_changed(tmp_path):
+    from trainer.core.engine import TrainerEngine
+    from trainer.core.preflight import check_config
+
+    values = {
+        "method": {"name": "dpo"}, "output.output_dir": str(tmp_path / "out"), "output.run_name": "box",
+        "system.status_file": str(tmp_path / "status.json"), "data.cache_dir": str(tmp_path / "cache"),
+    }
+    filled, _ = fill_in(_config(**values))
+    run = tmp_path / "out" / "box"
+    checkpoint = run / "stage-2-dpo" / "checkpoint-2"  # a job stopped in its dpo stage
+    checkpoint.mkdir(parents=True)
+    for name in ("optimizer.pt", "scheduler.pt", "model.safetensors"):
+        (checkpoint / name).write_bytes(b"")
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 2}')
+    TrainerEngine._write_resolved(filled, run, {})  # as the job records it: filled in
+    assert check_config(_config(**values, **{"output.resume": "auto"})) == []  # the same job resumes
+    changed = check_config(_config(**{**values, "method": {"name": "dpo", "beta": 0.3}, "output.resume": "auto"}))
+    assert len(changed) == 1 and "trained with other settings" in changed[0], changed
+    assert "stages: was [" in changed[0]  # the changed stage is named; no traceback

@@ -137,7 +137,7 @@ def test_validate_refuses_a_kto_batch_of_one_before_any_model_loads():
     assert check_methods(config) == [KTO_BATCH_PROBLEM]
     staged = create_default_config(overrides={"hyperparams.batch_size": 1, "stages": [
         {"method": {"name": "sft"}, "max_steps": 2}, {"method": {"name": "kto"}, "max_steps": 2}]})
-    assert check_methods(staged) == [f"stages[1] (kto): {KTO_BATCH_PROBLEM}"]
+    assert check_methods(staged) == [f"{KTO_BATCH_PROBLEM} (stage 2, kto)"]
     # the pass side: a batch of two, or the loss without a KL term
     assert check_methods(create_default_config(overrides={"method": {"name": "kto"}, "hyperparams.batch_size": 2})) == []
     assert check_methods(create_default_config(overrides={

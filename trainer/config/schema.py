@@ -476,7 +476,9 @@ class HybridSection(Section):
     )
     rl_share_start: float = Field(0.25, gt=0, lt=1, description="RL's share of the first cycle's steps.")
     rl_share_end: float = Field(0.75, gt=0, lt=1, description="RL's share of the last cycle's steps.")
-    rl_learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of the RL stages; unset: the job's.")
+    # Not the job's: an SFT rate (config.json's 3e-3) wrecks an RL stage; 1e-4 is what the RL
+    # methods' out-of-the-box stages use (trainer.methods.rl.RLMethod.refine_stage).
+    rl_learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of the RL stages.")
 
     _method = field_validator("rl_method", mode="wrap")(_method_options)
 
@@ -491,10 +493,10 @@ class HybridSection(Section):
             rl_steps = min(self.steps_per_cycle - 1, max(1, round(self.steps_per_cycle * share)))
             warm = {} if cycle == 0 else {"warmup_steps": 0}
             stages.append({"method": {"name": "sft"}, "max_steps": self.steps_per_cycle - rl_steps, **warm})
-            rl = {"method": self.rl_method.model_dump(mode="json"), "max_steps": rl_steps, "warmup_steps": 0}
-            if self.rl_learning_rate is not None:
-                rl["learning_rate"] = self.rl_learning_rate
-            stages.append(rl)
+            stages.append({
+                "method": self.rl_method.model_dump(mode="json"), "max_steps": rl_steps, "warmup_steps": 0,
+                "learning_rate": self.rl_learning_rate,
+            })
         return stages
 
 

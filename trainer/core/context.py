@@ -87,6 +87,12 @@ class JobContext:
     def layout(self) -> RunLayout:
         return RunLayout(self.plan.run_dir)
 
+    @property
+    def stop_sequences(self) -> list[str]:
+        """Where generation ends, for previews and RL alike: the config's own stop sequences, else
+        the profile's."""
+        return [s for s in (self.config.profile.stop_sequences or self.profile.get_stop_sequences()) if s]
+
     def stop_if_asked(self, checkpoint: str | None = None) -> None:
         """At a phase boundary: if a stop signal came, record phase stopped and raise JobStopped."""
         if self.stopper.received is not None:

@@ -8,11 +8,13 @@ something worth having. Two things are filled in, each said in one console line 
 - **data**: a method whose data shape is not conversations, given the bundled conversations,
   trains on the bundled file of its own shape (``trainer.data.bundled``);
 - **start**: a method that refines a model which already answers (``Method.refine_stage``: DPO,
-  KTO, SimPO), asked to start from an untrained builtin model on the bundled data, runs as a
+  KTO, SimPO, GRPO, RLOO, PPO), asked to start from an untrained builtin model on the bundled data, runs as a
   two-stage curriculum: SFT on the bundled conversations with the job's steps, then the method
   with its refine settings.
 
 What the user chose themselves (their own data files, a model folder, stages) is left alone.
+The pre-flight checks (``--validate``, and a resume's comparison with the run it continues) see
+the config filled in, as the job does; filling in twice changes nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.config.schema import TrainerConfig
-from trainer.core.preflight import BUILTIN_PREFIX
 from trainer.data.bundled import BUNDLED, CONVERSATIONS
 from trainer.methods import method_class
+from trainer.models.builtin import BUILTIN_PREFIX
 
 # SFT's steps when the job sets epochs instead of steps (a stage counts steps).
 FALLBACK_SFT_STEPS = 300

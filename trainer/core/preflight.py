@@ -34,7 +34,11 @@ TOKENIZER_FILES = (
 
 
 def check_config(config: TrainerConfig) -> list[str]:
-    """Every problem found, each a sentence naming its dotted key (empty: all clear)."""
+    """Every problem found, each a sentence naming its dotted key (empty: all clear). The config
+    is checked as the job will run it: with its out-of-the-box data and stages filled in."""
+    from trainer.core.out_of_box import fill_in
+
+    config, _ = fill_in(config)
     return check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config) + check_resume(config)
 
 
@@ -42,10 +46,23 @@ def check_methods(config: TrainerConfig) -> list[str]:
     """What the job's method, and each stage's, says it cannot train with (``Method.check``)."""
     from trainer.methods import get_method
 
+    from trainer.methods import method_class
+
     problems = [] if config.stages else get_method(config.method).check(config)
     for number, stage in enumerate(config.stages):
-        problems += [f"stages[{number}] ({stage.method.name}): {p}" for p in get_method(stage.method).check(config)]
-    return problems
+        # a stage's method options are keyed where the user wrote them: stages[i].method.*, or
+        # hybrid.rl_method.* for the RL stages a hybrid expands into
+        hybrid = config.hybrid is not None and stage.method.name != "sft"
+        where = "hybrid.rl_method." if hybrid else f"stages[{number}].method."
+        for problem in get_method(stage.method).check(config):
+            keyed = where + problem[len("method."):] if problem.startswith("method.") else problem
+            problems.append(keyed if hybrid else f"{keyed} (stage {number + 1}, {stage.method.name})")
+    if config.hybrid is not None and method_class(config.hybrid.rl_method.name).data_shape != "prompts":
+        problems.append(
+            f"hybrid.rl_method.name: {config.hybrid.rl_method.name!r} is not an RL method (one trained on prompts and "
+            "rewards: ppo, grpo, rloo)"
+        )
+    return list(dict.fromkeys(problems))
 
 
 def check_profile(config: TrainerConfig) -> list[str]:

@@ -232,6 +232,8 @@ def _value(config: TrainerConfig, key: str) -> Any:
         if key == "model.chat_template" and node in ("auto", "model", "chatml"):
             return node
         return str(config.resolve_path(node))
+    if isinstance(node, list):  # stages: a list of sections
+        return [n.model_dump(mode="json") if hasattr(n, "model_dump") else n for n in node]
     return node.model_dump(mode="json") if hasattr(node, "model_dump") else node
 
 

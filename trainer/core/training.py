@@ -109,7 +109,7 @@ def train_and_save(s: JobContext) -> JobResult:
         set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
 
     probes = probes_for(config, s.profile, s.data) if method.generates else []
-    stops = config.profile.stop_sequences or s.profile.get_stop_sequences()
+    stops = s.stop_sequences
     end_tokens = [t for t in {tok.end_token, tok.tokenizer.eos_token, tok.tokenizer.pad_token} if t]
     backend = PreviewBackend(tok.tokenizer, s.profile, probes, config.inference, tok.template, stops, end_tokens)
     previews = JsonlLog(s.layout.previews, enabled=writer.enabled)

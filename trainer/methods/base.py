@@ -30,7 +30,7 @@ class Method:
     # answers the probes (previews, the final evaluation). A reward model or classifier does not.
     generates: ClassVar[bool] = True
 
-    # A method that refines a model which already answers (DPO, KTO, SimPO) sets the settings of
+    # A method that refines a model which already answers (DPO, KTO, SimPO, the RL methods) sets the settings of
     # its stage here: out of the box, asked to start from the untrained embedded model, the job
     # first trains SFT and then this method with them (trainer.core.out_of_box).
     refine_stage: ClassVar[dict[str, Any] | None] = None

@@ -408,7 +408,8 @@ class PPOTrainer(SampleLogging, Trainer):
         return cut_at_stops(self._decoded(ids), self.ppo.cuts)
 
     def _score(self, rows: list[dict[str, Any]], texts: list[str]) -> tuple[list[float], dict[str, float]]:
-        """Each completion's reward (None, "does not apply", counts 0, as in TRL's weighted
+        """Each completion's reward (None, "does not apply", counts 0; TRL instead zeroes such a row's
+        advantage: here it is scored as the worst reward of a 0..1 spec, a known difference; was: as in TRL's weighted
         nansum) and the reward figures ``reward``, ``reward_std``, ``rewards/<name>/mean|std``.
         Rewards see the rows as GRPO's do (``trainer.rewards.trl_adapter``): the prompt's last
         turn as the prompt, the other columns and ``prompt_messages`` as the row."""
@@ -665,7 +666,7 @@ def build_setup(context: JobContext, options: PPOOptions, reference: Any) -> PPO
 
     tok = context.tokens
     rewards_context = RewardContext(profile=context.profile, device=context.device)
-    stops = [s for s in (context.config.profile.stop_sequences or context.profile.get_stop_sequences()) if s]
+    stops = context.stop_sequences
     end_tokens = [t for t in (tok.end_token, tok.tokenizer.eos_token, tok.tokenizer.pad_token) if t]
     penalties = [(spec.strings, spec.penalty) for spec in context.profile.generation_penalties()]
     controller = (

@@ -74,7 +74,7 @@ def reward_funcs(context: JobContext, options: RLOptions) -> tuple[list[Any], li
     from trainer.rewards import RewardContext, trl_reward_funcs
 
     rewards_context = RewardContext(profile=context.profile, device=context.device)
-    return trl_reward_funcs(options.reward, rewards_context, key="method.reward", stops=context.profile.get_stop_sequences())
+    return trl_reward_funcs(options.reward, rewards_context, key="method.reward", stops=context.stop_sequences)
 
 
 def generate_as_the_profile(model: Any, context: JobContext) -> None:
@@ -94,20 +94,42 @@ def generate_as_the_profile(model: Any, context: JobContext) -> None:
     model.generate = functools.partial(model.generate, tokenizer=tokenizer, logits_processor=processors)
 
 
+NORMALISING_POST = ("normalize", "ema_normalize")
+
+
+def without_normalising(spec: Any) -> Any:
+    """``spec`` with its normalising post-processors (``NORMALISING_POST``) left out, everywhere."""
+    if isinstance(spec, list):
+        return [without_normalising(item) for item in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {}
+    for key, value in spec.items():
+        if key in ("post", "postprocess") and isinstance(value, list):
+            value = [p for p in value if not (isinstance(p, dict) and p.get("type") in NORMALISING_POST)]
+        out[key] = without_normalising(value)
+    return out
+
+
 def probe_reward(context: JobContext, options: RLOptions, probes: list[Any], answers: list[str]) -> dict[str, Any]:
-    """``heldout_reward``: the mean reward (the job's spec) of the probes' answers."""
+    """``heldout_reward``: the mean reward (the job's spec, before any normalising post-processing)
+    of the probes' answers."""
     from trainer.rewards import RewardContext, build_reward
 
-    node = build_reward(options.reward, RewardContext(profile=context.profile, device=context.device), key="method.reward")
+    # Raw rewards: a fresh normalising post-processor would standardise the probes against each
+    # other and report about 0 at the start and at the end, whatever training did.
+    spec = without_normalising(options.reward)
+    node = build_reward(spec, RewardContext(profile=context.profile, device=context.device), key="method.reward")
     prompts = [p.messages[-1]["content"] for p in probes]
     rows = [{"expected": p.golden, "prompt_messages": p.messages, "source": p.source} for p in probes]
-    scores = [v for v in node.score(prompts, answers, [p.reference for p in probes], rows) if v is not None]
+    references = [p.reference or None for p in probes]  # a fixed probe prompt has none
+    scores = [v for v in node.score(prompts, answers, references, rows) if v is not None]
     return {"heldout_reward": sum(scores) / len(scores) if scores else None}
 
 
 def rl_arguments(context: JobContext, options: RLOptions) -> dict[str, Any]:
     """The TRL config fields every RL method's options set."""
-    stops = [s for s in context.profile.get_stop_sequences() if s]
+    stops = context.stop_sequences
     return {
         "num_generations": options.num_generations,
         "max_completion_length": options.max_completion_length,
@@ -206,7 +228,7 @@ class RLMethod(Method):
         generate_as_the_profile(model, context)
         sampled = type(trainer_class.__name__, (TRLSamples, trainer_class), {})
         trainer = make_trainer(sampled, context, model, args, callbacks, reward_funcs=funcs)
-        trainer.sample_cuts = [s for s in context.profile.get_stop_sequences() if s] + [context.tokens.end_token]
+        trainer.sample_cuts = [*context.stop_sequences, context.tokens.end_token]
         return trainer
 
     def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class Component:
 
 
 class WeightedSum(RewardNode):
-    """``sum_i w_i * r_i``, with ``w_i`` divided by the sum of the weights when ``normalize``
+    """``sum_i w_i * r_i``, with ``w_i`` divided by the sum of the weights' sizes when ``normalize``
     (the seed system's WeightedSum does that, so components on 0..1 give a total on 0..1; a
     zero weight sum is not divided). A component that does not apply to an example (None) adds
     nothing to its total, as TRL's ``nansum``; an example no component applies to gets None.
@@ -131,9 +131,11 @@ class WeightedSum(RewardNode):
 
     @property
     def weights(self) -> list[float]:
-        """The weights applied to the components (normalised if ``normalize``)."""
+        """The weights applied to the components (normalised if ``normalize``). Normalised by the
+        sum of their sizes, not their signed sum: a negative weight (a penalty) must not flip the
+        signs of the others, nor a sum near zero blow them up."""
         raw = [c.weight for c in self.components]
-        total = sum(raw)
+        total = sum(abs(w) for w in raw)
         return [w / total for w in raw] if self.normalize and total != 0 else raw
 
     def _score_raw(self, prompts, completions, references, rows) -> RewardScores:
