@@ -99,12 +99,10 @@ class BleuOptions(RewardOptions):
     tokenize: str = Field("13a", description="sacrebleu tokenizer: 13a, intl, char, zh, none, ...")
 
 
-class Bleu(Reward):
-    """Sentence BLEU (sacrebleu, effective n-gram order) divided by 100: range 0..1, 1.0 for a
-    completion equal to the reference; an empty completion scores 0.0."""
+class SacreBleuReward(Reward):
+    """A sentence-level sacrebleu metric, built once on first use (the import is heavy), scored
+    against the one reference; subclasses build the metric and map its 0..100 score."""
 
-    name = "bleu"
-    Options = BleuOptions
     needs_reference = True
     requires = (SACREBLEU,)
 
@@ -112,13 +110,30 @@ class Bleu(Reward):
         super().__init__(options, context)
         self._metric = None
 
+    def build_metric(self) -> Any:
+        raise NotImplementedError
+
+    def from_score(self, score: float) -> float:
+        return score / 100.0
+
     def score_one(self, prompt: str, completion: str, reference: str | None, row: Row) -> float:
         if self._metric is None:
-            from sacrebleu.metrics import BLEU
+            self._metric = self.build_metric()
+        return self.from_score(self._metric.sentence_score(completion, [reference]).score)
 
-            o = self.options
-            self._metric = BLEU(smooth_method=o.smooth_method, lowercase=o.lowercase, tokenize=o.tokenize, effective_order=True)
-        return self._metric.sentence_score(completion, [reference]).score / 100.0
+
+class Bleu(SacreBleuReward):
+    """Sentence BLEU (sacrebleu, effective n-gram order) divided by 100: range 0..1, 1.0 for a
+    completion equal to the reference; an empty completion scores 0.0."""
+
+    name = "bleu"
+    Options = BleuOptions
+
+    def build_metric(self) -> Any:
+        from sacrebleu.metrics import BLEU
+
+        o = self.options
+        return BLEU(smooth_method=o.smooth_method, lowercase=o.lowercase, tokenize=o.tokenize, effective_order=True)
 
 
 class ChrfOptions(RewardOptions):
@@ -128,26 +143,18 @@ class ChrfOptions(RewardOptions):
     lowercase: bool = Field(False, description="Case-insensitive.")
 
 
-class Chrf(Reward):
+class Chrf(SacreBleuReward):
     """Sentence chrF (chrF++ with ``word_order: 2``; sacrebleu) divided by 100: range 0..1,
     1.0 for a completion equal to the reference; an empty completion scores 0.0."""
 
     name = "chrf"
     Options = ChrfOptions
-    needs_reference = True
-    requires = (SACREBLEU,)
 
-    def __init__(self, options: Any, context: Any):
-        super().__init__(options, context)
-        self._metric = None
+    def build_metric(self) -> Any:
+        from sacrebleu.metrics import CHRF
 
-    def score_one(self, prompt: str, completion: str, reference: str | None, row: Row) -> float:
-        if self._metric is None:
-            from sacrebleu.metrics import CHRF
-
-            o = self.options
-            self._metric = CHRF(char_order=o.char_order, word_order=o.word_order, beta=o.beta, lowercase=o.lowercase)
-        return self._metric.sentence_score(completion, [reference]).score / 100.0
+        o = self.options
+        return CHRF(char_order=o.char_order, word_order=o.word_order, beta=o.beta, lowercase=o.lowercase)
 
 
 class TerOptions(RewardOptions):
@@ -155,7 +162,7 @@ class TerOptions(RewardOptions):
     normalized: bool = Field(False, description="sacrebleu's TER normalisation of punctuation and numbers.")
 
 
-class Ter(Reward):
+class Ter(SacreBleuReward):
     """Translation edit rate as a reward: ``max(0, 1 - TER)``, where TER (sacrebleu) is the
     edits needed to turn the completion into the reference per reference word. Higher is
     better: 1.0 needs no edit, 0.0 needs as many edits as the reference has words or more (TER
@@ -163,19 +170,14 @@ class Ter(Reward):
 
     name = "ter"
     Options = TerOptions
-    needs_reference = True
-    requires = (SACREBLEU,)
 
-    def __init__(self, options: Any, context: Any):
-        super().__init__(options, context)
-        self._metric = None
+    def build_metric(self) -> Any:
+        from sacrebleu.metrics import TER
 
-    def score_one(self, prompt: str, completion: str, reference: str | None, row: Row) -> float:
-        if self._metric is None:
-            from sacrebleu.metrics import TER
+        return TER(case_sensitive=self.options.case_sensitive, normalized=self.options.normalized)
 
-            self._metric = TER(case_sensitive=self.options.case_sensitive, normalized=self.options.normalized)
-        return max(0.0, 1.0 - self._metric.sentence_score(completion, [reference]).score / 100.0)
+    def from_score(self, score: float) -> float:
+        return max(0.0, 1.0 - score / 100.0)
 
 
 class RougeOptions(RewardOptions):
