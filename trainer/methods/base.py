@@ -76,6 +76,9 @@ def make_trainer(trainer_class: type, context: JobContext, model: Any, args: Any
     from transformers import PrinterCallback
 
     from trainer.core.divergence import guarded
+    from trainer.models import lm_head
+
+    lm_head.install()  # small vocabularies: plain log-probs instead of TRL's tiles (a CPU's fast path)
 
     trainer = guarded(trainer_class)(
         model=model,

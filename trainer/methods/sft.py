@@ -1,8 +1,16 @@
 """Supervised fine-tuning through TRL's ``SFTTrainer``, from our config and prepared data.
 
 The dataset arrives tokenized, with ``labels`` already masked (``core.custom_collator``), so TRL
-neither re-renders nor re-masks it; it batches with its own collator (padding or padding-free
-packing) and runs the transformers training loop, checkpoints and resume.
+neither re-renders nor re-masks it; it batches with its own collator and runs the transformers
+training loop, checkpoints and resume.
+
+Two things make it faster than TRL's defaults on the same rows (``bench/speed.py`` measures them):
+
+- padding-free batches (``data.padding_free``, on by default): a batch's rows end to end in one
+  row, no padding token computed; attention stays within each row, through flash attention's
+  variable-length path or, on SDPA, ``trainer.models.attention``'s segmented SDPA;
+- per-token log-probabilities by plain autograd on a small vocabulary, at the trained positions
+  only (``trainer.models.lm_head``, for every method: ``make_trainer`` installs it).
 """
 
 from __future__ import annotations
@@ -70,13 +78,20 @@ class SFT(Method):
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         from trl import SFTConfig, SFTTrainer
 
+        from trainer.models.attention import use_segmented_attention
+
         data = context.config.data
+        padding_free = data.packing or data.padding_free
+        if padding_free:
+            use_segmented_attention(model)
         args = training_arguments(
             context,
             SFTConfig,
-            max_length=data.max_length,
+            # rows are already cut to max_length by data preparation; TRL refuses a max_length
+            # with padding-free batches that are not packed, since it would not enforce it
+            max_length=data.max_length if data.packing else None,
             packing=data.packing,
-            padding_free=data.packing,
+            padding_free=padding_free,
             packing_strategy="bfd",
         )
         return make_trainer(SFTTrainer, context, model, args, callbacks)

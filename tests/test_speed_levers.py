@@ -1,0 +1,249 @@
+"""The speed levers change how a batch is computed, never what is learned from it:
+
+- padding-free batches with segmented SDPA give the padded batch's loss and gradients;
+- a model switched to segmented SDPA generates exactly as on SDPA (padded batches, KV cache);
+- the trained-positions LM head gives TRL's fused-head loss, entropy and token accuracy.
+
+Speed itself is measured by bench/speed.py, not here.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from trainer.models.attention import NAME, segment_bounds, segmented_sdpa_mask, use_segmented_attention
+
+
+def tiny_qwen3(seed: int = 0):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(
+        vocab_size=96, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, intermediate_size=128, max_position_embeddings=128, tie_word_embeddings=True,
+        pad_token_id=0, eos_token_id=1, bos_token_id=None, attn_implementation="sdpa",
+    )
+    torch.manual_seed(seed)
+    return Qwen3ForCausalLM(config).float()
+
+
+def rows(lengths, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(2, 96, (n,), generator=g).tolist() for n in lengths]
+
+
+def padded(batch):
+    length = max(map(len, batch))
+    ids = torch.zeros(len(batch), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, row in enumerate(batch):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, : len(row)] = torch.tensor(row)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def padding_free(batch):
+    """What TRL's collator yields with padding_free=True (no packing)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([{"input_ids": r} for r in batch])
+
+
+def loss_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_padding_free_segmented_matches_padded_loss_and_gradients():
+    batch = rows([7, 19, 3, 12])
+    model = tiny_qwen3()
+    loss_padded, grads_padded = loss_and_grads(model, padded(batch))
+    assert use_segmented_attention(model)
+    assert model.config._attn_implementation == NAME
+    loss_free, grads_free = loss_and_grads(model, padding_free(batch))
+    assert torch.allclose(loss_free, loss_padded, atol=1e-6), (loss_free, loss_padded)
+    for name, grad in grads_padded.items():
+        assert torch.allclose(grads_free[name], grad, atol=1e-6), name
+
+
+def test_plain_sdpa_on_a_padding_free_row_leaks_across_rows_and_segments_do_not():
+    """Why the segmented path is needed at all: one row with no boundaries attends across rows.
+    (transformers' own SDPA mask keeps them apart only by a block mask over the whole row.)"""
+    batch = rows([9, 9])
+    model = tiny_qwen3()
+    model.eval()
+    free = padding_free(batch)
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([batch[1]])).logits[0]
+        joined_no_bounds = model(input_ids=free["input_ids"]).logits[0, 9:]
+        use_segmented_attention(model)
+        joined = model(**{k: v for k, v in free.items() if k != "labels"}).logits[0, 9:]
+    assert not torch.allclose(joined_no_bounds, alone, atol=1e-4)
+    assert torch.allclose(joined, alone, atol=1e-5)
+
+
+def test_segment_bounds_from_cu_seq_lens_or_position_ids():
+    assert segment_bounds({"cu_seq_lens_q": torch.tensor([0, 3, 8], dtype=torch.int32)}) == [0, 3, 8]
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 2, 3, 4]])
+    assert segment_bounds({"position_ids": position_ids}) == [0, 3, 8]
+    assert segment_bounds({"position_ids": torch.arange(5)[None]}) is None  # one sequence: not packed
+    assert segment_bounds({"position_ids": torch.zeros(2, 4, dtype=torch.long)}) is None  # a batch of rows
+    assert segment_bounds({}) is None
+
+
+def test_mask_is_skipped_only_without_an_attention_mask():
+    assert segmented_sdpa_mask(batch_size=1, q_length=4, kv_length=4, attention_mask=None) is None
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    from transformers.masking_utils import sdpa_mask
+
+    got = segmented_sdpa_mask(batch_size=2, q_length=4, kv_length=4, attention_mask=mask, allow_is_causal_skip=False)
+    want = sdpa_mask(batch_size=2, q_length=4, kv_length=4, attention_mask=mask, allow_is_causal_skip=False)
+    assert torch.equal(got, want)
+
+
+def test_segmented_model_generates_exactly_as_sdpa():
+    prompts = rows([5, 9, 2], seed=3)
+    batch = padded(prompts)
+    # left padding for generation
+    length = batch["input_ids"].shape[1]
+    ids = torch.zeros_like(batch["input_ids"])
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(prompts):
+        ids[i, length - len(row):] = torch.tensor(row)
+        mask[i, length - len(row):] = 1
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    model = tiny_qwen3()
+    model.eval()
+    want = model.generate(**kwargs)
+    use_segmented_attention(model)
+    got = model.generate(**kwargs)
+    assert torch.equal(got, want)
+    single = model.generate(input_ids=torch.tensor([prompts[1]]), max_new_tokens=6, do_sample=False, pad_token_id=0)
+    model.set_attn_implementation("sdpa")
+    assert torch.equal(single, model.generate(input_ids=torch.tensor([prompts[1]]), max_new_tokens=6, do_sample=False, pad_token_id=0))
+
+
+def test_eager_and_flash_are_left_alone():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=16, intermediate_size=64, attn_implementation="eager")
+    model = Qwen3ForCausalLM(config)
+    assert not use_segmented_attention(model)
+    assert model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize(
+    "temperature, softcap, scale, vocab",
+    [(1.0, None, 1.0, 50), (0.7, None, 1.0, 50), (1.0, 30.0, 0.5, 50), (1.0, None, 1.0, 300)],
+)
+def test_plain_log_probs_match_trls_kernel_field_for_field(temperature, softcap, scale, vocab):
+    from trl.kernels import ChunkedLogProbFunction
+
+    from trainer.models.lm_head import plain_log_probs
+
+    outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+    results = []
+    for fn in (ChunkedLogProbFunction.apply, plain_log_probs):
+        hidden = torch.randn(37, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        weight = torch.randn(vocab, 16, generator=torch.Generator().manual_seed(2), requires_grad=True)
+        targets = torch.randint(0, vocab, (37,), generator=torch.Generator().manual_seed(0))
+        got = fn(hidden, weight, None, targets, temperature, 64, softcap, scale, outputs)
+        (got[0].sum() + 0.3 * got[1].sum()).backward()
+        results.append((got, hidden.grad, weight.grad))
+    (want, want_dh, want_dw), (mine, dh, dw) = results
+    for name, a, b in zip(outputs, mine, want):
+        if name == "is_top1":
+            assert torch.equal(a, b), name
+        else:
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), name
+    assert torch.allclose(dh, want_dh, atol=1e-5) and torch.allclose(dw, want_dw, atol=1e-5)
+
+
+def test_install_sends_small_vocabularies_to_the_plain_path_and_big_ones_to_trl():
+    import trl.trainer.utils as trl_utils
+    from trl.kernels import ChunkedLogProbFunction
+
+    from trainer.models import lm_head
+
+    assert lm_head.install() and lm_head.install()  # idempotent
+    assert trl_utils._use_triton(torch.device("cpu"))  # CPUs score only the labelled positions
+    calls = []
+    original = ChunkedLogProbFunction.apply
+    try:
+        ChunkedLogProbFunction.apply = lambda *a: calls.append(a[1].shape[0]) or original(*a)
+        for vocab in (64, lm_head.PLAIN_MAX_VOCAB + 1):
+            trl_utils._ChunkedLogProbFunction.apply(torch.randn(3, 4), torch.randn(vocab, 4), None,
+                                                    torch.tensor([0, 1, 2]), 1.0, 4096, None, 1.0, ("log_probs",))
+    finally:
+        ChunkedLogProbFunction.apply = original
+    assert calls == [lm_head.PLAIN_MAX_VOCAB + 1]
+
+
+def test_sft_trainer_loss_on_a_padding_free_batch_is_the_models_own_loss(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Through the engine's path (make_trainer installs the plain head): TRL's SFT loss on a
+    padding-free batch with masked prompts equals the model's own cross-entropy on it."""
+    import datasets
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from trainer.models import lm_head
+
+    lm_head.install()
+    prompts = rows([11, 6, 17, 9], seed=5)
+    data = datasets.Dataset.from_list(
+        [{"input_ids": r, "labels": [-100] * (len(r) // 2) + r[len(r) // 2:]} for r in prompts]
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    use_segmented_attention(model)
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_length=None, padding_free=True,
+                     bf16=False, use_cpu=True, report_to=[], activation_checkpointing=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tiny_tokenizer)
+    batch = trainer.data_collator([data[i] for i in range(4)])
+    model.train()
+    got = trainer.compute_loss(model, dict(batch))
+    want = model(**{k: v for k, v in batch.items()}, fused_lm_head=False).loss
+    assert torch.allclose(got, want, atol=1e-5), (got, want)
+    assert 0 <= trainer._metrics["train"]["mean_token_accuracy"][-1] <= 1  # random rows: maybe none right
+    assert trainer._metrics["train"]["entropy"][-1] > 0
+
+
+def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path, builtin_cache):
+    """Two 3-step engine jobs on the same data, padded and padding-free: the same losses."""
+    import io
+    import json
+
+    from jobkit import job_values
+
+    from trainer.config import create_default_config
+    from trainer.config.schema import TrainerConfig
+    from trainer.core import TrainerEngine
+
+    assert TrainerConfig().data.padding_free is True
+    losses = {}
+    for padding_free in (False, True):
+        values = job_values(
+            tmp_path, builtin_cache, **{
+                "data.padding_free": padding_free, "hyperparams.max_steps": 3, "hyperparams.logging_steps": 1,
+                "inference.num_probes": 0, "inference.preview_every_steps": 0,
+                "output.run_name": f"free-{padding_free}", "system.status_file": str(tmp_path / f"status-{padding_free}.json"),
+            },
+        )
+        result = TrainerEngine(console=io.StringIO()).run_job(create_default_config(overrides=values))
+        logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+        losses[padding_free] = [log["loss"] for log in logs if "loss" in log]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], abs=1e-4)
+
+
+def test_segments_cover_every_token():
+    batch = rows([4, 1, 6])
+    free = padding_free(batch)
+    bounds = segment_bounds({"cu_seq_lens_q": free["cu_seq_lens_q"]})
+    assert bounds == [0, *itertools.accumulate(map(len, batch))]

@@ -1,0 +1,86 @@
+"""Padding-free attention for devices without a variable-length kernel (CPU, MPS).
+
+A padding-free batch is one row: the batch's sequences end to end, with ``position_ids``
+restarting at 0 for each and the sequence boundaries in ``cu_seq_lens_q`` (TRL's collator sets
+both). Flash attention reads those boundaries natively. SDPA does not: transformers gives it a
+block-diagonal mask over the whole row, which keeps the sequences apart but costs attention over
+(sum of lengths)^2 positions instead of the sum of each length^2, and it loses SDPA's fast
+``is_causal`` path. ``segmented_sdpa`` runs SDPA once per sequence with ``is_causal=True``: the
+same numbers as the padded batch (tests/test_speed_levers.py), with neither padding nor a mask.
+
+Anything that is not a padding-free training row (a padded batch, generation with a cache) goes to
+transformers' own SDPA function unchanged, so a model set to this implementation generates as
+before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME = "segmented_sdpa"
+
+
+def segment_bounds(kwargs: dict[str, Any]) -> list[int] | None:
+    """Start offsets of the packed sequences plus the row's end, or None when not packed."""
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is not None:
+        return [int(b) for b in bounds.tolist()]
+    position_ids = kwargs.get("position_ids")
+    if position_ids is None or position_ids.shape[0] != 1:
+        return None
+    # A collator of the user's that sets only position_ids still packs: a 0 starts a sequence.
+    starts = (position_ids[0] == 0).nonzero().flatten().tolist()
+    if len(starts) <= 1:
+        return None
+    return starts + [int(position_ids.shape[1])]
+
+
+def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    bounds = segment_bounds(kwargs) if query.shape[0] == 1 and query.shape[2] == key.shape[2] else None
+    if bounds is None or attention_mask is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    parts = [
+        torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+            dropout_p=dropout, scale=scaling, is_causal=True,
+        )
+        for start, end in zip(bounds[:-1], bounds[1:])
+        if end > start
+    ]
+    # (batch, heads, tokens, head_dim) -> (batch, tokens, heads, head_dim), as every attention
+    # function of transformers returns it
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def segmented_sdpa_mask(*args, attention_mask=None, **kwargs):
+    """No mask for a padding-free row (the attention splits it itself); SDPA's mask otherwise."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register() -> str:
+    """Make ``segmented_sdpa`` a transformers attention implementation (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(NAME, segmented_sdpa_forward)
+    AttentionMaskInterface.register(NAME, segmented_sdpa_mask)
+    return NAME
+
+
+def use_segmented_attention(model: Any) -> bool:
+    """Switch a model on SDPA to ``segmented_sdpa`` for padding-free training; True if switched.
+    Flash attention (varlen natively) and eager (a user's explicit choice) are left alone."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    model.set_attn_implementation(register())
+    return True

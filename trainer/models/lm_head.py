@@ -1,0 +1,83 @@
+"""Per-token log-probabilities for small vocabularies, in place of TRL's tiled kernel.
+
+TRL's trainers (SFT, DPO, KTO, ORPO, ...) score tokens through ``add_fused_lm_head``: the LM head
+projects in tiles so that a 150k-token vocabulary never materialises ``[tokens, vocab]`` logits,
+and the backward recomputes every tile. That is the right trade on a GPU with a large vocabulary.
+On a CPU it is two costs at once: without Triton, TRL scores *every* position (prompt and padding
+included, "compact" mode is Triton-only, to keep Neuron's shapes static), and the torch fallback
+of the tile kernel recomputes the projection in Python-driven tiles. On a 2k-token vocabulary that
+was a quarter of an SFT step here (bench/speed.py).
+
+``install()`` swaps in, for vocabularies up to ``PLAIN_MAX_VOCAB``, plain autograd on the full
+logits of the scored positions, and has CPUs score only the positions with a label, as TRL already
+does on GPUs. Bigger vocabularies keep TRL's kernel. The outputs are TRL's, field for field
+(log-probs, entropy, log sum of squared probabilities, mean logit, top-1), checked against TRL's
+kernel in tests/test_speed_levers.py. TRL 1.16 is pinned (pyproject), and ``install`` refuses to
+patch a TRL whose internals moved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# [tokens, 32k] fp32 logits of an 8 x 512 batch are 0.5 GB: past that, TRL's tiles pay.
+PLAIN_MAX_VOCAB = 32768
+_INSTALLED = {"done": False}
+
+
+def plain_log_probs(
+    hidden: Any,
+    weight: Any,
+    bias: Any,
+    targets: Any,
+    temperature: float,
+    chunk_size: int,
+    final_logit_softcapping: float | None = None,
+    logit_scale: float = 1.0,
+    outputs: tuple[str, ...] = (),
+) -> tuple[Any, Any, Any, Any, Any]:
+    """What TRL's ``_ChunkedLogProbFunction.apply`` returns, by ordinary autograd."""
+    import torch
+
+    z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
+    if final_logit_softcapping is not None:
+        z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
+    z = z / temperature
+    log_p = torch.log_softmax(z, dim=-1)
+    log_probs = log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_p.exp() * log_p).sum(-1) if "entropy" in outputs else None
+    with torch.no_grad():  # TRL marks these three non-differentiable
+        log_sum_sq = torch.logsumexp(2 * log_p, dim=-1) if "log_sum_sq_probs" in outputs else None
+        mean_logits = z.mean(-1) if "mean_logits" in outputs else None
+        # argmax returns the first maximum: a tie with an earlier token is not top-1, as in TRL
+        is_top1 = z.argmax(-1) == targets if "is_top1" in outputs else None
+    return log_probs, entropy, log_sum_sq, mean_logits, is_top1
+
+
+def install() -> bool:
+    """Route TRL's fused LM head through ``plain_log_probs`` for small vocabularies (idempotent).
+    Returns False, changing nothing, if TRL's internals are not the ones this was written for."""
+    if _INSTALLED["done"]:
+        return True
+    import trl.trainer.utils as trl_utils
+
+    kernel = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    use_triton = getattr(trl_utils, "_use_triton", None)
+    if kernel is None or use_triton is None or not hasattr(kernel, "apply"):
+        return False
+
+    class SmallVocabularyFirst:
+        """Stands in for TRL's autograd Function: only ``apply`` is ever called on it."""
+
+        @staticmethod
+        def apply(hidden, weight, bias, targets, *rest):
+            if weight.shape[0] <= PLAIN_MAX_VOCAB:
+                return plain_log_probs(hidden, weight, bias, targets, *rest)
+            return kernel.apply(hidden, weight, bias, targets, *rest)
+
+    trl_utils._ChunkedLogProbFunction = SmallVocabularyFirst
+    # Score only the labelled positions on CPUs too ("compact"); TRL keeps every position off
+    # Triton devices so that Neuron compiles one shape, which does not concern a CPU.
+    trl_utils._use_triton = lambda device: use_triton(device) or device.type == "cpu"
+    _INSTALLED["done"] = True
+    return True
