@@ -94,6 +94,10 @@ CASES = {
         _resume_from_a_non_checkpoint,
         "output.resume: {tmp}/not-a-checkpoint is not a complete checkpoint (missing trainer_state.json",
     ),
+    "flash attention on a CPU": (
+        lambda t, m: ["--set", "model.attn_implementation=flash_attention_2", "--set", "system.device=cpu"],
+        "model.attn_implementation: flash_attention_2 runs on CUDA GPUs only, and system.device is 'cpu'",
+    ),
     "resume from a missing folder": (
         _resume_from_a_missing_folder,
         "output.resume: checkpoint folder {tmp}/nowhere/checkpoint-5 does not exist",
@@ -157,3 +161,41 @@ def test_tokenizer_check_at_load_catches_an_empty_vocabulary(tmp_path, tiny_mode
     config = create_default_config(model_path=str(folder))
     with pytest.raises(ConfigError, match="model.path: the tokenizer in .* has 1 token"):
         load_tokenizer(folder, config)
+
+
+def test_kernel_checks_raise_and_pass(monkeypatch):
+    """flash_attention_2 where it cannot run is refused before any model loads; sdpa, the
+    default, and flash attention on a CUDA machine with flash-attn installed pass."""
+    import importlib.util
+
+    from trainer.config import create_default_config
+    from trainer.core.preflight import check_kernels
+
+    def config(**values):
+        return create_default_config(overrides=values)
+
+    assert check_kernels(config()) == []
+    assert check_kernels(config(**{"model.attn_implementation": "sdpa", "system.device": "cpu"})) == []
+    [problem] = check_kernels(config(**{"model.attn_implementation": "flash_attention_2", "system.device": "mps"}))
+    assert problem.startswith("model.attn_implementation: flash_attention_2 runs on CUDA GPUs only")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else object())
+    [problem] = check_kernels(config(**{"model.attn_implementation": "flash_attention_2", "system.device": "cuda"}))
+    assert "needs the flash-attn package" in problem
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    assert check_kernels(config(**{"model.attn_implementation": "flash_attention_2", "system.device": "cuda"})) == []
+
+
+def test_torch_compile_switch_reaches_the_trainer(tmp_path):
+    """system.torch_compile (off by default) is passed to transformers' TrainingArguments."""
+    from types import SimpleNamespace
+
+    from trl import SFTConfig
+
+    from trainer.config import create_default_config
+    from trainer.methods.sft import training_arguments
+
+    for value in (False, True):
+        config = create_default_config(overrides={"system.torch_compile": value})
+        context = SimpleNamespace(config=config, run_dir=tmp_path, device="cpu", precision="float32")
+        assert training_arguments(context, SFTConfig).torch_compile is value
+    assert create_default_config().system.torch_compile is False

@@ -339,6 +339,11 @@ class SystemSection(Section):
         "auto", description="Where to train; auto picks cuda, then mps, then cpu."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    torch_compile: bool = Field(
+        False,
+        description="Compile the model with torch.compile (inductor). Off by default: its compile time "
+        "(tens of seconds) pays back on long GPU jobs, not on short CPU ones.",
+    )
 
 
 class DebugSection(Section):

@@ -39,7 +39,25 @@ def check_config(config: TrainerConfig) -> list[str]:
     from trainer.core.out_of_box import fill_in
 
     config, _ = fill_in(config)
-    return check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config) + check_resume(config)
+    return (
+        check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config)
+        + check_resume(config) + check_kernels(config)
+    )
+
+
+def check_kernels(config: TrainerConfig) -> list[str]:
+    """GPU-only kernels asked for where they cannot run (found without importing torch)."""
+    import importlib.util
+
+    if config.model.attn_implementation != "flash_attention_2":
+        return []
+    if config.system.device in ("cpu", "mps"):
+        return [f"model.attn_implementation: flash_attention_2 runs on CUDA GPUs only, and system.device is "
+                f"{config.system.device!r}; use sdpa (the default, padding-free on CPUs too)"]
+    if importlib.util.find_spec("flash_attn") is None:
+        return ["model.attn_implementation: flash_attention_2 needs the flash-attn package (CUDA GPUs only), which "
+                "is not installed; pip install flash-attn on a GPU machine, or use sdpa (the default)"]
+    return []
 
 
 def check_methods(config: TrainerConfig) -> list[str]:

@@ -65,6 +65,7 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         bf16=context.precision == "bfloat16",
         fp16=context.precision == "float16",
         dataloader_num_workers=config.system.num_workers,
+        torch_compile=config.system.torch_compile,
         dataloader_pin_memory=context.device == "cuda",
         **method_args,
     )
