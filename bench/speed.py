@@ -42,9 +42,10 @@ sys.path.insert(0, str(ROOT))
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k_train.jsonl"
 BUNDLED = ROOT / "data" / "arithmetic_train.jsonl"
 WARMUP_STEPS = 10
-# The fastest TRL settings found here: length-grouped batches, and no activation checkpointing
-# (TRL turns it on by default; it recomputes the forward pass, which a 3.7 M model never needs).
-TRL_BEST = {"train_sampling_strategy": "group_by_length", "activation_checkpointing": False}
+# The fastest TRL settings found here: length-grouped batches, no activation checkpointing (TRL
+# turns it on by default; it recomputes the forward pass, which a 3.7 M model never needs), and
+# transformers' fused AdamW (the engine's default optimizer, one flag away for a TRL user too).
+TRL_BEST = {"train_sampling_strategy": "group_by_length", "activation_checkpointing": False, "optim": "adamw_torch_fused"}
 BATCH, MAX_LENGTH, LR = 8, 512, 1e-3
 # Model sizes: "small" is the 3.7 M-parameter shape the speed issue measured; "tiny" is the
 # embedded default's own shape (a second size).

@@ -95,6 +95,8 @@ def test_segment_bounds_from_cu_seq_lens_or_position_ids():
     assert segment_bounds({"position_ids": torch.arange(5)[None]}) is None  # one sequence: not packed
     assert segment_bounds({"position_ids": torch.zeros(2, 4, dtype=torch.long)}) is None  # a batch of rows
     assert segment_bounds({}) is None
+    # a row that starts mid-sequence: its first tokens are a sequence of their own
+    assert segment_bounds({"position_ids": torch.tensor([[5, 6, 0, 1, 0]])}) == [0, 2, 4, 5]
 
 
 def test_mask_is_skipped_only_without_an_attention_mask():
@@ -247,3 +249,39 @@ def test_segments_cover_every_token():
     free = padding_free(batch)
     bounds = segment_bounds({"cu_seq_lens_q": free["cu_seq_lens_q"]})
     assert bounds == [0, *itertools.accumulate(map(len, batch))]
+
+
+def test_two_rows_packed_by_position_ids_alone_keep_their_sequences_apart():
+    """Several rows (batch > 1) packed through position_ids only: the segmented forward cannot
+    split them, so transformers' own block mask must still reach SDPA."""
+    seqs = rows([6, 5, 4, 7], seed=9)
+    model = tiny_qwen3()
+    model.eval()
+    use_segmented_attention(model)
+    ids = torch.tensor([seqs[0] + seqs[1], seqs[2] + seqs[3][:7]])
+    positions = torch.tensor([list(range(6)) + list(range(5)), list(range(4)) + list(range(7))])
+    with torch.no_grad():
+        joined = model(input_ids=ids, position_ids=positions, use_cache=False).logits
+        alone = model(input_ids=torch.tensor([seqs[1]]), use_cache=False).logits
+    assert torch.allclose(joined[0, 6:], alone[0], atol=1e-5)
+
+
+def test_models_with_more_than_causal_attention_are_not_switched():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                           head_dim=16, intermediate_size=64, sliding_window=4, attn_implementation="sdpa")
+    model = MistralForCausalLM(config)
+    assert not use_segmented_attention(model)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_plain_head_takes_the_hidden_states_dtype_like_trls_kernel():
+    from trainer.models.lm_head import plain_log_probs
+
+    hidden = torch.randn(5, 8)
+    weight = torch.randn(40, 8).to(torch.bfloat16)
+    targets = torch.tensor([0, 3, 39, 7, 7])
+    log_probs = plain_log_probs(hidden, weight, None, targets, 1.0, 64, None, 1.0, ())[0]
+    want = torch.log_softmax(hidden @ weight.float().t(), -1).gather(-1, targets[:, None]).squeeze(-1)
+    assert log_probs.dtype == torch.float32 and torch.allclose(log_probs, want, atol=1e-5)

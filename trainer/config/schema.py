@@ -234,7 +234,8 @@ class DataSection(Section):
     padding_free: bool = Field(
         True,
         description="SFT batches without padding: a batch's rows end to end, attention kept within "
-        "each row (same loss as padded batches, no compute spent on padding).",
+        "each row (same loss as padded batches, no compute spent on padding). On CPU / MPS, and on "
+        "a GPU with flash_attention_2; a GPU on SDPA keeps padded batches.",
     )
     max_reject_fraction: float = Field(
         0.05,

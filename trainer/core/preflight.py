@@ -53,10 +53,10 @@ def check_kernels(config: TrainerConfig) -> list[str]:
         return []
     if config.system.device in ("cpu", "mps"):
         return [f"model.attn_implementation: flash_attention_2 runs on CUDA GPUs only, and system.device is "
-                f"{config.system.device!r}; use sdpa (the default, padding-free on CPUs too)"]
+                f"{config.system.device!r}; use sdpa (what transformers picks when it is unset)"]
     if importlib.util.find_spec("flash_attn") is None:
         return ["model.attn_implementation: flash_attention_2 needs the flash-attn package (CUDA GPUs only), which "
-                "is not installed; pip install flash-attn on a GPU machine, or use sdpa (the default)"]
+                "is not installed; pip install flash-attn on a GPU machine, or use sdpa (what transformers picks when it is unset)"]
     return []
 
 

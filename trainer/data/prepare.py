@@ -121,7 +121,8 @@ def _profile_identity(profile: DataProfile | None) -> list[str]:
 
 
 def _settings(config: TrainerConfig, profile: DataProfile, eos_ids: set[int]) -> dict[str, Any]:
-    data = config.data.model_dump(exclude={"cache_dir", "dataset_path", "max_reject_fraction"})
+    # packing and padding_free decide how prepared rows are batched, not the rows themselves
+    data = config.data.model_dump(exclude={"cache_dir", "dataset_path", "max_reject_fraction", "packing", "padding_free"})
     return {
         "data": data,
         "profile": profile.full_name,

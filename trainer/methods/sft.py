@@ -82,8 +82,12 @@ class SFT(Method):
         from trainer.models.attention import use_segmented_attention
 
         data = context.config.data
-        padding_free = data.packing or data.padding_free
-        if padding_free:
+        cpu = context.device in ("cpu", "mps")
+        flash = context.config.model.attn_implementation == "flash_attention_2"
+        # Padding-free rows are measured fast on CPUs (segmented SDPA) and are flash attention's
+        # own format; on a GPU with SDPA they are not measured yet, so batches stay padded there.
+        padding_free = data.packing or (data.padding_free and (cpu or flash))
+        if padding_free and cpu:
             use_segmented_attention(model)
         args = training_arguments(
             context,

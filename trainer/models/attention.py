@@ -8,9 +8,10 @@ block-diagonal mask over the whole row, which keeps the sequences apart but cost
 ``is_causal`` path. ``segmented_sdpa`` runs SDPA once per sequence with ``is_causal=True``: the
 same numbers as the padded batch (tests/test_speed_levers.py), with neither padding nor a mask.
 
-Anything that is not a padding-free training row (a padded batch, generation with a cache) goes to
-transformers' own SDPA function unchanged, so a model set to this implementation generates as
-before.
+Anything that is not a padding-free row of one batch (a padded batch, generation with a cache)
+gets transformers' own SDPA mask and function, so a model set to this implementation generates as
+before. Models whose attention is more than causal (sliding-window or chunked layers, logit
+soft-capping) are not switched: per-sequence ``is_causal`` would drop their window or cap.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def segment_bounds(kwargs: dict[str, Any]) -> list[int] | None:
     starts = (position_ids[0] == 0).nonzero().flatten().tolist()
     if len(starts) <= 1:
         return None
+    if starts[0] != 0:  # a row that starts mid-sequence: its first tokens are a sequence too
+        starts = [0, *starts]
     return starts + [int(position_ids.shape[1])]
 
 
@@ -40,7 +43,7 @@ def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     bounds = segment_bounds(kwargs) if query.shape[0] == 1 and query.shape[2] == key.shape[2] else None
-    if bounds is None or attention_mask is not None:
+    if bounds is None or attention_mask is not None or kwargs.get("sliding_window") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
@@ -58,13 +61,14 @@ def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
 
 
-def segmented_sdpa_mask(*args, attention_mask=None, **kwargs):
-    """No mask for a padding-free row (the attention splits it itself); SDPA's mask otherwise."""
+def segmented_sdpa_mask(batch_size, *args, attention_mask=None, **kwargs):
+    """No mask for one row without padding (the attention splits it into its sequences itself);
+    SDPA's own mask for everything else, e.g. several rows packed by position_ids alone."""
     from transformers.masking_utils import sdpa_mask
 
-    if attention_mask is None:
+    if attention_mask is None and batch_size == 1:
         return None
-    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+    return sdpa_mask(batch_size, *args, attention_mask=attention_mask, **kwargs)
 
 
 def register() -> str:
@@ -77,10 +81,24 @@ def register() -> str:
     return NAME
 
 
+def only_causal(config: Any) -> bool:
+    """True if every attention layer of ``config`` is plain causal attention."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layer_types = set(getattr(text, "layer_types", None) or ["full_attention"])
+    sliding = getattr(text, "sliding_window", None) is not None and getattr(text, "use_sliding_window", True)
+    return (
+        layer_types <= {"full_attention"}
+        and not sliding
+        and getattr(text, "attention_chunk_size", None) is None
+        and getattr(text, "attn_logit_softcapping", None) is None
+    )
+
+
 def use_segmented_attention(model: Any) -> bool:
     """Switch a model on SDPA to ``segmented_sdpa`` for padding-free training; True if switched.
-    Flash attention (varlen natively) and eager (a user's explicit choice) are left alone."""
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+    Flash attention (varlen natively), eager (a user's explicit choice) and models with more than
+    causal attention (``only_causal``) are left alone: transformers' block mask serves those."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa" or not only_causal(model.config):
         return False
     model.set_attn_implementation(register())
     return True

@@ -8,7 +8,7 @@ included, "compact" mode is Triton-only, to keep Neuron's shapes static), and th
 of the tile kernel recomputes the projection in Python-driven tiles. On a 2k-token vocabulary that
 was a quarter of an SFT step here (bench/speed.py).
 
-``install()`` swaps in, for vocabularies up to ``PLAIN_MAX_VOCAB``, plain autograd on the full
+``install()`` swaps in, on CPU / MPS for vocabularies up to ``PLAIN_MAX_VOCAB``, plain autograd on the full
 logits of the scored positions, and has CPUs score only the positions with a label, as TRL already
 does on GPUs. Bigger vocabularies keep TRL's kernel. The outputs are TRL's, field for field
 (log-probs, entropy, log sum of squared probabilities, mean logit, top-1), checked against TRL's
@@ -39,6 +39,10 @@ def plain_log_probs(
     """What TRL's ``_ChunkedLogProbFunction.apply`` returns, by ordinary autograd."""
     import torch
 
+    if not torch.is_autocast_enabled(hidden.device.type) and weight.dtype != hidden.dtype:
+        # as TRL's kernel: the head in the hidden states' dtype (e.g. cast_lm_head_to_fp32)
+        weight = weight.to(hidden.dtype)
+        bias = None if bias is None else bias.to(hidden.dtype)
     z = torch.nn.functional.linear(hidden, weight, bias).float() * logit_scale
     if final_logit_softcapping is not None:
         z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
@@ -71,7 +75,8 @@ def install() -> bool:
 
         @staticmethod
         def apply(hidden, weight, bias, targets, *rest):
-            if weight.shape[0] <= PLAIN_MAX_VOCAB:
+            # GPUs keep TRL's Triton kernel: it never holds [tokens, vocab] tensors in memory
+            if weight.shape[0] <= PLAIN_MAX_VOCAB and hidden.device.type in ("cpu", "mps"):
                 return plain_log_probs(hidden, weight, bias, targets, *rest)
             return kernel.apply(hidden, weight, bias, targets, *rest)
 
