@@ -119,20 +119,24 @@ def data_file(out: Path, rows: int) -> Path:
 
 def conversations(out: Path, values: dict) -> Path:
     """The conversations the engine trains on (after its drops), as TRL ``messages`` rows."""
+    from core.custom_collator import tokenize_with_mask
     from trainer.data.rendering import rendered_split
     from trainer.data.report import DataReport
     from trainer.models.loading import load_tokenizer
+    from trainer.models.templates import choose_chat_template
     from trainer.profiles import get_profile
 
     config = engine_config(out, values)
     tokenizer = load_tokenizer(Path(config.model.path), config)
+    template = choose_chat_template(tokenizer, config.model.chat_template, config.resolve_path)
     profile = get_profile(config.profile.name, config.profile.options)
     train, _ = rendered_split(config, [Path(p) for p in config.data.dataset_path], profile, DataReport(), [])
-    kept = []
-    for item in train:
-        ids = tokenizer.apply_chat_template(item.messages, tokenize=True, return_dict=True)["input_ids"]
-        if len(ids) <= MAX_LENGTH:
-            kept.append({"messages": item.messages})
+    # the engine's own length test: its tokenization under the template it chooses
+    kept = [
+        {"messages": item.messages}
+        for item in train
+        if len(tokenize_with_mask(tokenizer, item.messages, template).input_ids) <= MAX_LENGTH
+    ]
     path = out / "messages.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in kept))
     return path
@@ -140,27 +144,25 @@ def conversations(out: Path, values: dict) -> Path:
 
 # ---------------------------------------------------------------- contestants (child processes)
 
-class Clock:
-    """A TrainerCallback (mixed in below) that stamps every step's end and every log's tokens."""
+def install_clock(record: Path):
+    """A callback that stamps every step's end and every log's token count, written to
+    ``record`` when training ends."""
+    import transformers.trainer as hf_trainer
+    from transformers import TrainerCallback
 
     stamps: dict[int, float] = {}
     tokens: dict[int, float] = {}
 
-
-def install_clock(record: Path):
-    from transformers import TrainerCallback
-    import transformers.trainer as hf_trainer
-
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            Clock.stamps[state.global_step] = time.perf_counter()
+            stamps[state.global_step] = time.perf_counter()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "num_tokens" in logs:
-                Clock.tokens[state.global_step] = logs["num_tokens"]
+                tokens[state.global_step] = logs["num_tokens"]
 
         def on_train_end(self, args, state, control, **kwargs):
-            record.write_text(json.dumps({"stamps": Clock.stamps, "tokens": Clock.tokens}))
+            record.write_text(json.dumps({"stamps": stamps, "tokens": tokens}))
 
     # every Trainer built in this process (TRL's or the engine's) gets the clock
     hf_trainer.DEFAULT_CALLBACKS.append(StepClock)

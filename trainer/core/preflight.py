@@ -52,19 +52,17 @@ def check_kernels(config: TrainerConfig) -> list[str]:
     if config.model.attn_implementation != "flash_attention_2":
         return []
     if config.system.device in ("cpu", "mps"):
-        return [f"model.attn_implementation: flash_attention_2 runs on CUDA GPUs only, and system.device is "
-                f"{config.system.device!r}; use sdpa (what transformers picks when it is unset)"]
+        return [(f"model.attn_implementation: flash_attention_2 runs on CUDA GPUs only, and system.device is "
+                 f"{config.system.device!r}; use sdpa (what transformers picks when it is unset)")]
     if importlib.util.find_spec("flash_attn") is None:
-        return ["model.attn_implementation: flash_attention_2 needs the flash-attn package (CUDA GPUs only), which "
-                "is not installed; pip install flash-attn on a GPU machine, or use sdpa (what transformers picks when it is unset)"]
+        return [("model.attn_implementation: flash_attention_2 needs the flash-attn package (CUDA GPUs only), which "
+                 "is not installed; pip install flash-attn on a GPU machine, or use sdpa (what transformers picks when it is unset)")]
     return []
 
 
 def check_methods(config: TrainerConfig) -> list[str]:
     """What the job's method, and each stage's, says it cannot train with (``Method.check``)."""
-    from trainer.methods import get_method
-
-    from trainer.methods import method_class
+    from trainer.methods import get_method, method_class
 
     problems = [] if config.stages else get_method(config.method).check(config)
     for number, stage in enumerate(config.stages):

@@ -408,22 +408,21 @@ class PPOTrainer(SampleLogging, Trainer):
         return cut_at_stops(self._decoded(ids), self.ppo.cuts)
 
     def _score(self, rows: list[dict[str, Any]], texts: list[str]) -> tuple[list[float], dict[str, float]]:
-        """Each completion's reward (None, "does not apply", counts 0; TRL instead zeroes such a row's
-        advantage: here it is scored as the worst reward of a 0..1 spec, a known difference; was: as in TRL's weighted
-        nansum) and the reward figures ``reward``, ``reward_std``, ``rewards/<name>/mean|std``.
-        Rewards see the rows as GRPO's do (``trainer.rewards.trl_adapter``): the prompt's last
-        turn as the prompt, the other columns and ``prompt_messages`` as the row."""
+        """Each completion's reward (None, "does not apply", counts 0: the worst reward of a 0..1
+        spec; TRL instead zeroes such a row's advantage, a known difference) and the reward
+        figures ``reward``, ``reward_std``, ``rewards/<name>/mean|std``. Rewards see the rows as
+        GRPO's do (``trainer.rewards.trl_adapter``): the prompt's last turn as the prompt, the
+        other columns and ``prompt_messages`` as the row."""
         from trainer.rewards.trl_adapter import message_text
 
         column = self.ppo.reference_column
+        prompts = [message_text(row["prompt"]) for row in rows]
         columns = [{**{k: v for k, v in row.items() if k != "prompt"}, "prompt_messages": row["prompt"]} for row in rows]
-        scored = self.ppo.reward.score_detailed(
-            [message_text(row["prompt"]) for row in rows], texts, [row.get(column) or None for row in rows], columns
-        )
+        scored = self.ppo.reward.score_detailed(prompts, texts, [row.get(column) or None for row in rows], columns)
         figures = {k: v for k, v in scored.summary().items() if v is not None}
         self._samples = [
             {"prompt": prompt, "completion": text, "reward": total, "rewards": {name: values[i] for name, values in scored.components.items()}}
-            for i, (prompt, text, total) in enumerate(zip((message_text(row["prompt"]) for row in rows), texts, scored.total))
+            for i, (prompt, text, total) in enumerate(zip(prompts, texts, scored.total))
         ]
         return [0.0 if s is None else float(s) for s in scored.total], figures
 

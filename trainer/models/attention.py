@@ -16,6 +16,7 @@ soft-capping) are not switched: per-sequence ``is_causal`` would drop their wind
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 NAME = "segmented_sdpa"
@@ -40,7 +41,10 @@ def segment_bounds(kwargs: dict[str, Any]) -> list[int] | None:
 
 def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     import torch
-    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+    from transformers.integrations.sdpa_attention import (
+        repeat_kv,
+        sdpa_attention_forward,
+    )
 
     bounds = segment_bounds(kwargs) if query.shape[0] == 1 and query.shape[2] == key.shape[2] else None
     if bounds is None or attention_mask is not None or kwargs.get("sliding_window") is not None:
@@ -53,7 +57,7 @@ def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.
             query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
             dropout_p=dropout, scale=scaling, is_causal=True,
         )
-        for start, end in zip(bounds[:-1], bounds[1:])
+        for start, end in itertools.pairwise(bounds)
         if end > start
     ]
     # (batch, heads, tokens, head_dim) -> (batch, tokens, heads, head_dim), as every attention

@@ -22,6 +22,8 @@ from typing import Any
 
 # [tokens, 32k] fp32 logits of an 8 x 512 batch are 0.5 GB: past that, TRL's tiles pay.
 PLAIN_MAX_VOCAB = 32768
+# Where the plain path runs: devices without TRL's Triton kernel.
+PLAIN_DEVICES = ("cpu", "mps")
 _INSTALLED = {"done": False}
 
 
@@ -76,7 +78,7 @@ def install() -> bool:
         @staticmethod
         def apply(hidden, weight, bias, targets, *rest):
             # GPUs keep TRL's Triton kernel: it never holds [tokens, vocab] tensors in memory
-            if weight.shape[0] <= PLAIN_MAX_VOCAB and hidden.device.type in ("cpu", "mps"):
+            if weight.shape[0] <= PLAIN_MAX_VOCAB and hidden.device.type in PLAIN_DEVICES:
                 return plain_log_probs(hidden, weight, bias, targets, *rest)
             return kernel.apply(hidden, weight, bias, targets, *rest)
 
