@@ -81,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = ConfigLoader(args.config)
     try:
         config = loader.apply(values, source=f"job {record.id}")
+        if config.model.lora is not None and not config.model.lora.merge:
+            # A hero must stand alone: an adapter folder names its base by path, and the job's
+            # folder (its stages' models) moves to done/ when the job ends.
+            config = loader.apply({**values, "model.lora.merge": True}, source=f"job {record.id} (a hero stands alone)")
         from trainer.core.context import is_main_process
         from trainer.core.engine import TrainerEngine
         from trainer.monitoring import TrainingStatusWriter

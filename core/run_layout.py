@@ -24,6 +24,7 @@ class RunLayout:
     PREVIEWS = "previews.jsonl"
     RESULT = "result.json"
     MODEL = "model"
+    ADAPTER = "adapter"  # a LoRA run's adapters alone (trainer.models.lora)
     CHECKPOINT_PREFIX = "checkpoint-"
 
     @property
@@ -58,6 +59,11 @@ class RunLayout:
     def model(self) -> Path:
         """The final model and tokenizer, in Hugging Face format."""
         return self.root / self.MODEL
+
+    @property
+    def adapter(self) -> Path:
+        """A LoRA run's adapters (peft's adapter folder), beside the model."""
+        return self.root / self.ADAPTER
 
     def checkpoint(self, step: int) -> Path:
         return self.root / f"{self.CHECKPOINT_PREFIX}{step}"

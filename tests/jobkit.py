@@ -81,3 +81,28 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
             proc.kill()
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+def straight_and_killed(tmp_path: Path, builtin_cache: Path, common: dict, kill_at: int) -> tuple[Path, Path, str]:
+    """The same job run twice: "straight" in this process, and "killed": a CLI child SIGKILLed once
+    checkpoint-``kill_at`` is complete, then resumed with --resume auto. Returns both run folders
+    and the resumed run's output."""
+    import signal
+
+    from trainer.config import create_default_config
+    from trainer.core import TrainerEngine
+    from trainer.core.checkpoints import is_complete_checkpoint
+
+    TrainerEngine().run_job(create_default_config(overrides=job_values(tmp_path, builtin_cache, **common, **{"output.run_name": "straight"})))
+    config_file = write_config(tmp_path, job_values(tmp_path, builtin_cache, **common, **{"output.run_name": "killed"}))
+    run = tmp_path / "outputs" / "killed"
+    proc = cli(config_file)
+    wait_for(lambda: is_complete_checkpoint(run / f"checkpoint-{kill_at}"), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not (run / "model").exists(), "killed after it finished: nothing to resume"
+    resumed = cli(config_file, "--resume", "auto")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "resuming from" in out
+    return tmp_path / "outputs" / "straight", run, out

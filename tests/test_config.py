@@ -157,9 +157,10 @@ def test_all_problems_reported_together(tmp_path):
     assert problems == [
         "hyperparams.batch_size: expected a valid integer, unable to parse string as an integer; "
         f"got 'many' (str){src}",
-        "hyperparams.scheduler: expected one of 'linear', 'cosine', 'cosine_with_restarts', "
-        "'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt', 'cosine_with_min_lr' "
-        f"or 'warmup_stable_decay'; got 'cosin' (str); did you mean 'cosine'?{src}",
+        "hyperparams.scheduler.name: expected one of 'constant', 'constant_with_warmup', 'cosine', "
+        "'cosine_with_min_lr', 'cosine_with_restarts', 'cosineannealing', 'cosineannealing_warm_restarts', "
+        "'cyclic', 'exponential', 'inverse_sqrt', 'linear', 'multistep', 'onecycle', 'polynomial', "
+        f"'reduce_on_plateau', 'step' or 'warmup_stable_decay'; got 'cosin' (str); did you mean 'cosine'?{src}",
         f"hyperparams.learnig_rate: unknown key; did you mean hyperparams.learning_rate?{src}",
         "model.precision: expected one of 'auto', 'float32', 'bfloat16' or 'float16'; "
         f"got 'bf16' (str); did you mean 'bfloat16'?{src}",
@@ -297,14 +298,19 @@ def test_check_paths_reports_every_missing_path(tmp_path):
     ]
 
 
-def test_schema_choices_are_library_names():
-    """Our optimizer / scheduler Literals must stay valid transformers names."""
-    import typing
-
+def test_optimizer_and_schedule_routes_are_library_names():
+    """What the factories hand transformers must stay names it knows (trainer.optim)."""
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from trainer.config.schema import OptimizerName, SchedulerName
+    from trainer import optim
+    from trainer.optim import OPTIMIZERS, SCHEDULERS
 
-    assert set(typing.get_args(OptimizerName)) <= {o.value for o in OptimizerNames}
-    assert set(typing.get_args(SchedulerName)) <= {s.value for s in SchedulerType}
+    needs = {"step": {"step_size": 2}, "multistep": {"milestones": [2]}, "cosineannealing_warm_restarts": {"t_0": 2},
+             "cyclic": {"step_size_up": 2}, "warmup_stable_decay": {"num_decay_steps": 2}, "cosine_with_min_lr": {"min_lr": 0.0}}
+    for name in OPTIMIZERS:
+        hp = create_default_config(overrides={"hyperparams.optimizer": name}).hyperparams
+        assert optim.training_arguments(hp)["optim"] in {o.value for o in OptimizerNames}, name
+    for name in SCHEDULERS:
+        hp = create_default_config(overrides={"hyperparams.scheduler": {"name": name, **needs.get(name, {})}}).hyperparams
+        assert optim.training_arguments(hp)["lr_scheduler_type"] in {s.value for s in SchedulerType}, name

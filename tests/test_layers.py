@@ -73,14 +73,15 @@ def test_layers_point_one_way():
 
 
 def test_trainer_layers():
-    """Within trainer/: config is below everything but the method options it validates
-    (trainer.methods registers them); data, models and profiles never reach up into the engine."""
+    """Within trainer/: config is below everything but the option models it validates
+    (trainer.methods and trainer.optim register them); data, models and profiles never reach up
+    into the engine."""
     graph = _graph()
     wrong = []
     for name, targets in graph.items():
         for target in targets:
             if name.startswith("trainer.config") and target.startswith("trainer.") and not target.startswith(
-                ("trainer.config", "trainer.methods")
+                ("trainer.config", "trainer.methods", "trainer.optim")
             ):
                 wrong.append(f"{name} -> {target}")
             if name.startswith(("trainer.data", "trainer.models", "trainer.profiles")) and target.startswith(

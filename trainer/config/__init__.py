@@ -4,8 +4,10 @@ from trainer.config.errors import ConfigError
 from trainer.config.loader import SHORT_FLAGS, ConfigLoader, create_default_config
 from trainer.config.schema import SCHEMA_VERSION, TrainerConfig
 
-# Registers the training methods' option models with the schema (see schema.use_method_options).
+# Register the training methods', optimizers' and schedules' option models with the schema
+# (see schema.use_options).
 import trainer.methods  # noqa: E402,F401  isort: skip
+import trainer.optim  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "SCHEMA_VERSION",

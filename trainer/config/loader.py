@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trainer.config.errors import ConfigError, format_validation_error, value_prefix
+from trainer.config.errors import ConfigError, format_validation_error, section_at, value_prefix
 from trainer.config.schema import TrainerConfig
 
 DEFAULT_CONFIG_FILE = "config.json"
@@ -80,12 +80,20 @@ def _set_path(target: dict[str, Any], path: str, value: Any) -> str | None:
     node = target
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
+        if isinstance(child, str) and _named_section(parts[: depth + 1]):
+            child = node[part] = {"name": child}  # "scheduler": "cosine", then its .num_cycles
         if not isinstance(child, dict):
             parent = ".".join(parts[: depth + 1])
             return f"{path}: {parent} is a value, not a section"
         node = child
     node[parts[-1]] = value
     return None
+
+
+def _named_section(loc: list[str]) -> bool:
+    """A section given by its name alone (method, hyperparams.optimizer, ...: ``schema.use_options``)."""
+    section = section_at(TrainerConfig, loc)
+    return section is not None and "name" in section.model_fields
 
 
 def parse_cli_value(text: str) -> Any:

@@ -58,19 +58,33 @@ def _section_rows(model: type[BaseModel], prefix: str, flags: dict[str, str]) ->
         rows.append(f"| `{path}`{flag} | `{kind}` | `{_default(field)}` | {doc} |")
     for path, sub in nested:
         rows.extend(_section_rows(sub, f"{path}.", flags))
+        choices = _choices(path)
+        if choices is not None:
+            rows.extend(_choice_rows(f"{path}.", *choices, flags))
     return rows
 
 
-def _method_rows(flags: dict[str, str]) -> list[str]:
-    """Each registered method's own options, marked with the method that takes them."""
+def _choice_rows(prefix: str, kind: str, options: dict[str, type[BaseModel]], flags: dict[str, str]) -> list[str]:
+    """Each registered choice's own options (a method's, an optimizer's...), marked with the
+    choices that take them; a model shared by several names is listed once."""
+    rows: dict[str, list[str]] = {}
+    for choice, model in sorted(options.items()):
+        for row in _section_rows(model, prefix, flags):
+            if not row.startswith(f"| `{prefix}name`"):
+                rows.setdefault(row, []).append(choice)
+    return [row.replace("` |", f"` ({kind} {', '.join(names)}) |", 1) for row, names in rows.items()]
+
+
+def _choices(path: str) -> tuple[str, dict[str, type[BaseModel]]] | None:
+    """The registry behind a field whose options depend on its name."""
     from trainer.methods import METHODS
+    from trainer.optim import OPTIMIZERS, SCHEDULERS
 
-    rows = []
-    for method_name, cls in sorted(METHODS.items()):
-        for row in _section_rows(cls.Options, "method.", flags):
-            if not row.startswith("| `method.name`"):
-                rows.append(row.replace("` |", f"` (method {method_name}) |", 1))
-    return rows
+    return {
+        "method": ("method", {name: cls.Options for name, cls in METHODS.items()}),
+        "hyperparams.optimizer": ("optimizer", {name: e.options for name, e in OPTIMIZERS.items()}),
+        "hyperparams.scheduler": ("scheduler", {name: e.options for name, e in SCHEDULERS.items()}),
+    }.get(path)
 
 
 def config_reference() -> str:
@@ -88,7 +102,8 @@ def config_reference() -> str:
         out += [f"### `{name}`: {field.description}", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         out += _section_rows(sub, f"{name}.", flags)
-        if name == "method":
-            out += _method_rows(flags)
+        choices = _choices(name)
+        if choices is not None:
+            out += _choice_rows(f"{name}.", *choices, flags)
         out.append("")
     return "\n".join(out).rstrip() + "\n"

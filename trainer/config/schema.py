@@ -22,43 +22,13 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationInfo,
+    create_model,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
 SCHEMA_VERSION = 1
-
-# Names accepted by transformers' ``TrainingArguments.optim`` that run without extra packages
-# beyond ours (bitsandbytes covers the 8-bit ones). A test checks each is still a member of
-# ``transformers.training_args.OptimizerNames`` so this list cannot drift from the library.
-OptimizerName = Literal[
-    "adamw_torch",
-    "adamw_torch_fused",
-    "adafactor",
-    "sgd",
-    "adagrad",
-    "rmsprop",
-    "adamw_8bit",
-    "adamw_bnb_8bit",
-    "paged_adamw_8bit",
-    "paged_adamw_32bit",
-    "lion_32bit",
-    "lion_8bit",
-]
-
-# ``transformers.trainer_utils.SchedulerType`` values (checked by the same test).
-SchedulerName = Literal[
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "constant",
-    "constant_with_warmup",
-    "inverse_sqrt",
-    "cosine_with_min_lr",
-    "warmup_stable_decay",
-]
 
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 DataFormat = Literal[
@@ -99,6 +69,56 @@ class Section(BaseModel):
         return value
 
 
+class OptimizerOptions(Section):
+    """The optimizer and its options; each optimizer of ``trainer.optim`` subclasses this with its
+    own typed options, as methods do with :class:`MethodOptions`."""
+
+    name: str = Field("adamw", description="Optimizer name (trainer.optim.OPTIMIZERS).")
+
+
+class SchedulerOptions(Section):
+    """The learning-rate schedule and its options (``trainer.optim.SCHEDULERS``)."""
+
+    name: str = Field("linear", description="Schedule name (trainer.optim.SCHEDULERS).")
+
+
+# The registries (trainer.methods, trainer.optim) hand their lookups name -> options model in here
+# when they are imported (trainer.config's __init__ imports them), so this module imports neither.
+_OPTIONS_LOOKUP: dict[str, Callable[[str], type[BaseModel]]] = {}
+_DEFAULT_NAME = {"method": "sft", "optimizer": "adamw", "scheduler": "linear"}
+
+
+def use_options(kind: str, lookup: Callable[[str], type[BaseModel]]) -> None:
+    """Register the lookup of ``kind`` ("method", "optimizer", "scheduler"): name -> options model."""
+    _OPTIONS_LOOKUP[kind] = lookup
+
+
+def use_method_options(lookup: Callable[[str], type[BaseModel]]) -> None:
+    use_options("method", lookup)
+
+
+def unknown_name_model(title: str, known: tuple[str, ...]) -> type[BaseModel]:
+    """The options model for a name that is not registered: its ``name`` accepts only the known
+    ones, so the error reads like every other bad choice, with its path and a did-you-mean; the
+    other options of a name that does not exist are not worth a second error (extra="ignore")."""
+    return create_model(title, __config__=ConfigDict(extra="ignore"), name=(Literal[known], ...))  # type: ignore[valid-type]
+
+
+def _named_options(kind: str, value: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
+    """``{"name": ..., ...}`` (or the bare name) validated against that name's own options model.
+
+    The model depends on the name, and registries register themselves (``use_options``). Errors
+    raised by the chosen model keep their paths (``method.beta``, ``hyperparams.optimizer.betas``).
+    """
+    if isinstance(value, str):
+        value = {"name": value}
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, dict) or kind not in _OPTIONS_LOOKUP:
+        return handler(value)
+    return _OPTIONS_LOOKUP[kind](value.get("name", _DEFAULT_NAME[kind])).model_validate(value)
+
+
 class HyperParams(Section):
     batch_size: int = Field(8, ge=1, description="Sequences per device per optimizer micro-step.")
     gradient_accumulation_steps: int = Field(
@@ -120,13 +140,19 @@ class HyperParams(Section):
     warmup_ratio: float | None = Field(
         None, ge=0, lt=1, description="Warmup length as a fraction of all training steps."
     )
-    optimizer: OptimizerName = Field(
-        "adamw_torch_fused",
-        description="transformers optimizer name (TrainingArguments.optim); the fused AdamW is the "
-        "same update in one kernel (4x faster a step than the per-tensor loop on CPU).",
+    optimizer: SerializeAsAny[OptimizerOptions] = Field(
+        default_factory=lambda: OptimizerOptions(name="adamw"),
+        validate_default=True,
+        description="Optimizer: a name (adamw, sgd, adafactor, adamw_8bit, ...; see trainer.optim) or "
+        "{\"name\": ..., options}; the default fused AdamW is the same update in one kernel (4x faster "
+        "a step than the per-tensor loop on CPU).",
     )
-    scheduler: SchedulerName = Field(
-        "linear", description="transformers learning-rate scheduler name."
+    scheduler: SerializeAsAny[SchedulerOptions] = Field(
+        default_factory=lambda: SchedulerOptions(name="linear"),
+        validate_default=True,
+        description="Learning-rate schedule: a name (transformers' linear, cosine, ..., or torch's "
+        "step, onecycle, ...; see trainer.optim) or {\"name\": ..., options}; every one warms up "
+        "over warmup_steps / warmup_ratio.",
     )
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
@@ -137,6 +163,9 @@ class HyperParams(Section):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward to save memory (slower)."
     )
+
+    _optimizer = field_validator("optimizer", mode="wrap")(lambda cls, v, h: _named_options("optimizer", v, h))
+    _scheduler = field_validator("scheduler", mode="wrap")(lambda cls, v, h: _named_options("scheduler", v, h))
 
     @model_validator(mode="after")
     def _one_warmup_and_one_length(self) -> HyperParams:
@@ -153,6 +182,34 @@ class HyperParams(Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+class LoraSection(Section):
+    """LoRA adapters through peft: the base model stays frozen, small low-rank matrices train."""
+
+    r: int = Field(8, ge=1, description="Rank of the adapter matrices.")
+    alpha: float = Field(16, gt=0, description="Scaling numerator: updates are scaled by alpha / r.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapters' input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear",
+        description="Modules that get adapters: names such as ['q_proj', 'v_proj'], or 'all-linear' "
+        "(every linear layer but the output head).",
+    )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train too.")
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained and saved in full beside the adapters (e.g. ['lm_head'])."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
+    use_dora: bool = Field(False, description="Weight-decomposed adapters (DoRA).")
+    merge: bool = Field(
+        True,
+        description="Save the run's model/ as a full Hugging Face folder with the adapters merged in "
+        "(the adapters alone are in adapter/ either way); false: model/ is the adapter folder, which "
+        "needs its base model folder to stay where it is.",
+    )
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes; CUDA GPUs only)."
+    )
 
 
 class ModelSection(Section):
@@ -180,6 +237,9 @@ class ModelSection(Section):
     )
     builtin_cache: PathText = Field(
         "models", description="Folder where builtin models are built on first use and kept."
+    )
+    lora: LoraSection | None = Field(
+        None, description="Train LoRA adapters instead of all weights (README, 'LoRA'); unset: full fine-tuning."
     )
 
     @field_validator("precision", mode="before")
@@ -420,29 +480,6 @@ class MethodOptions(Section):
     )
 
 
-# The method registry (trainer.methods) hands its lookup name -> options model in here when it is
-# imported (trainer.config's __init__ imports it), so this module needs no import of it.
-_METHOD_OPTIONS: list[Callable[[Any], type[BaseModel]]] = []
-
-
-def use_method_options(lookup: Callable[[Any], type[BaseModel]]) -> None:
-    _METHOD_OPTIONS[:] = [lookup]
-
-
-def _method_options(cls: type, value: Any, handler: ValidatorFunctionWrapHandler) -> MethodOptions:
-    """``method: {"name": ..., ...}`` validated against that method's own options model.
-
-    The model depends on the name, and methods register themselves (``use_method_options``).
-    Errors raised by the method's model keep their paths (``method.beta``, ...).
-    """
-    options_model = _METHOD_OPTIONS[0]
-    if isinstance(value, MethodOptions):
-        value = value.model_dump()
-    if not isinstance(value, dict):
-        return handler(value)
-    return options_model(value.get("name", "sft")).model_validate(value)
-
-
 class StageSection(Section):
     """One stage of a curriculum (``stages``): its own method, length and optionally data."""
 
@@ -457,7 +494,7 @@ class StageSection(Section):
     learning_rate: float | None = Field(None, gt=0, description="The stage's peak learning rate; unset: the job's.")
     warmup_steps: int | None = Field(None, ge=0, description="The stage's warmup steps; unset: the job's.")
 
-    _method = field_validator("method", mode="wrap")(_method_options)
+    _method = field_validator("method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
 
     @field_validator("dataset_path", mode="before")
     @classmethod
@@ -493,7 +530,7 @@ class HybridSection(Section):
     # methods' out-of-the-box stages use (trainer.methods.rl.RLMethod.refine_stage).
     rl_learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of the RL stages.")
 
-    _method = field_validator("rl_method", mode="wrap")(_method_options)
+    _method = field_validator("rl_method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
 
     def expand(self) -> list[dict[str, Any]]:
         """The stages this hybrid stands for, as ``stages`` entries. Only the first stage warms
@@ -551,7 +588,7 @@ class TrainerConfig(Section):
         "unset: none.",
     )
 
-    _method = field_validator("method", mode="wrap")(_method_options)
+    _method = field_validator("method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
 
     @model_validator(mode="after")
     def _hybrid_is_stages(self) -> TrainerConfig:

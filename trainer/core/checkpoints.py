@@ -12,7 +12,8 @@ CHECKPOINT_RE = re.compile(rf"^{RunLayout.CHECKPOINT_PREFIX}(\d+)$")
 # transformers writes trainer_state.json after the weights, optimizer, scheduler and RNG state,
 # so its presence (and parseability) marks a checkpoint whose save finished.
 REQUIRED_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+# (a LoRA run's checkpoints hold its adapters: trainer.models.lora)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "adapter_model.safetensors")
 
 
 def is_complete_checkpoint(folder: Path) -> bool:

@@ -41,8 +41,43 @@ def check_config(config: TrainerConfig) -> list[str]:
     config, _ = fill_in(config)
     return (
         check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config)
-        + check_resume(config) + check_kernels(config)
+        + check_resume(config) + check_kernels(config) + check_schedule(config)
+        + check_lora(config)
     )
+
+
+def check_lora(config: TrainerConfig) -> list[str]:
+    """QLoRA's 4-bit base needs bitsandbytes' CUDA kernels: refused before any model loads."""
+    lora = config.model.lora
+    if lora is None or not lora.load_in_4bit:
+        return []
+    if config.system.device in ("cpu", "mps"):
+        return [f"model.lora.load_in_4bit: QLoRA's 4-bit base runs on CUDA GPUs only, and system.device is "
+                f"{config.system.device!r}; use LoRA on the full-precision base (load_in_4bit false)"]
+    import torch  # only here: --validate stays light for every other config
+
+    if not torch.cuda.is_available():
+        return ["model.lora.load_in_4bit: QLoRA's 4-bit base runs on CUDA GPUs only, and this machine has none; "
+                "use LoRA on the full-precision base (load_in_4bit false)"]
+    return []
+
+
+def check_schedule(config: TrainerConfig) -> list[str]:
+    """A schedule on the held-out loss needs held-out rows, and methods that evaluate a loss on them."""
+    from trainer.methods import method_class
+
+    if config.hyperparams.scheduler.name != "reduce_on_plateau":
+        return []
+    problems = []
+    if config.data.holdout_size == 0:
+        problems.append("hyperparams.scheduler: reduce_on_plateau steps on the held-out loss, and data.holdout_size is 0; "
+                        "hold some rows out, or choose another schedule")
+    names = [stage.method.name for stage in config.stages] or [config.method.name]
+    without = sorted({name for name in names if not method_class(name).evaluates_heldout_loss})
+    if without:
+        problems.append(f"hyperparams.scheduler: reduce_on_plateau steps on the held-out loss, which method "
+                        f"{', '.join(without)} does not evaluate (sft does); choose another schedule")
+    return problems
 
 
 def check_kernels(config: TrainerConfig) -> list[str]:

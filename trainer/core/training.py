@@ -96,6 +96,7 @@ def _probe_figures(s: JobContext, method: Any, probes: list[Any], summary: Any, 
 
 
 def train_and_save(s: JobContext) -> JobResult:
+    from trainer.models import lora
     from trainer.models.loading import pick_device, resolve_precision
 
     config, writer, tok = s.config, s.writer, s.tokens
@@ -104,6 +105,8 @@ def train_and_save(s: JobContext) -> JobResult:
     s.device = pick_device(config.system.device)
     s.precision = resolve_precision(config.model.precision, s.device)
     model = method.load_model(s)
+    if config.model.lora is not None:  # every method trains adapters alike (trainer.models.lora)
+        model = lora.apply(model, config.model.lora, "CAUSAL_LM" if method.generates else "SEQ_CLS", config.hyperparams.seed)
     s.stop_if_asked()
     if method.generates:
         set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
@@ -152,7 +155,12 @@ def train_and_save(s: JobContext) -> JobResult:
 
     writer.set_phase("saving")
     model_path = s.layout.model
-    trainer.save_model(str(model_path))
+    if config.model.lora is not None:
+        adapter_path = s.layout.adapter
+        model = lora.save(trainer, model, model_path, adapter_path, config.model.lora)
+        tok.tokenizer.save_pretrained(str(adapter_path))
+    else:
+        trainer.save_model(str(model_path))
     tok.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
     if method.generates:
         model.generation_config.save_pretrained(str(model_path))

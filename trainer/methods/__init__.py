@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model, field_validator
 
-from trainer.config.schema import MethodOptions, use_method_options
+from trainer.config.schema import MethodOptions, unknown_name_model, use_method_options
 from trainer.methods.base import Method
 from trainer.methods.classify import Classify
 from trainer.methods.dpo import DPO
@@ -71,9 +71,7 @@ def options_model(name: Any) -> type[BaseModel]:
         except UnknownMethodError as exc:
             if ":" in name:
                 return _refusing(str(exc))
-    known = tuple(sorted(METHODS))
-    # extra="ignore": the options of a method that does not exist are not worth a second error
-    return create_model("UnknownMethod", __config__=ConfigDict(extra="ignore"), name=(Literal[known], ...))  # type: ignore[valid-type]
+    return unknown_name_model("UnknownMethod", tuple(sorted(METHODS)))
 
 
 def _refusing(message: str) -> type[BaseModel]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainer import optim
 from trainer.config.schema import MethodOptions
 
 if TYPE_CHECKING:
@@ -38,6 +39,10 @@ class Method:
     # Whether the job answers the probes with the starting model too, whatever
     # inference.evaluate_at_start says: an RL method's summary says its reward before and after.
     evaluates_at_start: ClassVar[bool] = False
+
+    # Whether build() gives the trainer an eval dataset when its arguments ask to evaluate (a
+    # schedule on the held-out loss, hyperparams.scheduler reduce_on_plateau, needs one).
+    evaluates_heldout_loss: ClassVar[bool] = False
 
     def __init__(self, options: MethodOptions):
         self.options = options
@@ -88,6 +93,7 @@ def make_trainer(trainer_class: type, context: JobContext, model: Any, args: Any
         callbacks=callbacks,
         **extra,
     )
+    optim.install(trainer, context.config.hyperparams)  # what TrainingArguments cannot say (trainer.optim)
     trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
     return trainer
 

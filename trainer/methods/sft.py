@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from trainer import optim
 from trainer.config.schema import MethodOptions
 from trainer.methods.base import Method, make_trainer
 
@@ -42,8 +43,7 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         num_train_epochs=hp.num_epochs if hp.num_epochs is not None else 1.0,
         max_steps=hp.max_steps if hp.max_steps is not None else -1,
         warmup_steps=hp.warmup_steps if hp.warmup_steps is not None else (hp.warmup_ratio or 0.0),
-        optim=hp.optimizer,
-        lr_scheduler_type=hp.scheduler,
+        **optim.training_arguments(hp),  # optimizer and schedule (trainer.optim)
         weight_decay=hp.weight_decay,
         max_grad_norm=hp.max_grad_norm,
         seed=hp.seed,
@@ -71,10 +71,27 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
     )
 
 
+def heldout_conversations(context: JobContext) -> Any:
+    """The held-out rows (the probes, with their reference answers) tokenized as training rows are,
+    cut to data.max_length: the data of an eval loss."""
+    from datasets import Dataset
+
+    from core.custom_collator import tokenize_with_mask
+
+    columns: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    for probe in context.data.probes:
+        messages = [*probe.messages, {"role": "assistant", "content": probe.reference}]
+        tokens = tokenize_with_mask(context.tokens.tokenizer, messages, context.tokens.template)
+        columns["input_ids"].append(tokens.input_ids[: context.config.data.max_length])
+        columns["labels"].append(tokens.labels[: context.config.data.max_length])
+    return Dataset.from_dict(columns)
+
+
 class SFT(Method):
     name = "sft"
     Options = SFTOptions
     data_shape = "conversations"
+    evaluates_heldout_loss = True
 
     def build(self, context: JobContext, model: Any, callbacks: list[Any]) -> Any:
         from trl import SFTConfig, SFTTrainer
@@ -99,4 +116,6 @@ class SFT(Method):
             padding_free=padding_free,
             packing_strategy="bfd",
         )
-        return make_trainer(SFTTrainer, context, model, args, callbacks)
+        # a schedule on the held-out loss (reduce_on_plateau) evaluates on the held-out rows
+        extra = {"eval_dataset": heldout_conversations(context)} if args.eval_strategy != "no" else {}
+        return make_trainer(SFTTrainer, context, model, args, callbacks, **extra)
