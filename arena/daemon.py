@@ -20,7 +20,7 @@ from typing import Any
 from arena import control
 from arena.hero import EvalMetrics, HeroStore, decide
 from arena.history import JobHistory, finished_job
-from arena.jobs import EVALUATION_FILE, ERROR_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
+from arena.jobs import EVALUATION_FILE, ERROR_FILE, EXIT_CODE_FILE, LOG_FILE, RESULT_FILE, STATUS_FILE, Attempt, JobRecord, save_record
 from arena.job_runner import JOB_LOCK
 from trainer.core.runner import EXIT_CONFIG, EXIT_DATA, EXIT_DIVERGED
 from arena.inbox import (
@@ -289,8 +289,15 @@ class HeroLoop:
         attempt = Attempt(started_at=now_iso(), start_model=start_model)
         record.attempts.append(attempt)
         save_record(folder, record)
+        processes = self.config.daemon.processes
+        # several processes: torchrun's agent starts the ranks (each a job runner; rank 0 leads)
+        # (a long shutdown timeout: on SIGTERM the agent waits for the ranks' checkpoint, 30 s by default)
+        launcher = [
+            "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "--shutdown-timeout", "600",
+        ] if processes > 1 else []
+        (folder / EXIT_CODE_FILE).unlink(missing_ok=True)
         command = [
-            sys.executable, "-m", "arena.job_runner", str(folder),
+            sys.executable, *launcher, "-m", "arena.job_runner", str(folder),
             "--init-model", start_model, "--config", str(self.base_config),
             "--parent-pid", str(os.getpid()),
         ]
@@ -302,6 +309,9 @@ class HeroLoop:
                 command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env, start_new_session=True
             )
             code = self._watch_child(record, folder, attempt)
+            if processes > 1:  # torchrun's agent exits 1 for any rank's failure; rank 0 says which
+                written = folder / EXIT_CODE_FILE
+                code = int(written.read_text()) if written.is_file() else code
         self.child = None
         attempt.ended_at, attempt.exit_code = now_iso(), code
         save_record(folder, record)

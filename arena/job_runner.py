@@ -26,7 +26,7 @@ if __package__ in (None, ""):
     # sibling modules never shadow top-level packages or the standard library.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from arena.jobs import EVALUATION_FILE, RUN_NAME, STATUS_FILE, load_record  # noqa: E402
+from arena.jobs import EVALUATION_FILE, EXIT_CODE_FILE, RUN_NAME, STATUS_FILE, load_record  # noqa: E402
 from trainer.config import ConfigError, ConfigLoader  # noqa: E402
 
 JOB_LOCK = ".job.lock"
@@ -42,6 +42,16 @@ def die_with_parent() -> None:
         pass
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def hold_job_lock(job_dir: Path):
     """An exclusive lock on the job folder for this process's life: a restarted daemon waits on
     it until an old runner has saved its checkpoint and gone."""
@@ -51,17 +61,31 @@ def hold_job_lock(job_dir: Path):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from core.distributed import is_main_process, world_size
+
     parser = argparse.ArgumentParser(prog="arena.job_runner")
     parser.add_argument("job_dir", type=Path)
     parser.add_argument("--init-model", required=True, help="Model to continue training from.")
     parser.add_argument("--config", help="Base config file.")
     parser.add_argument("--parent-pid", type=int, help="The daemon's pid: exit if it is already gone.")
     args = parser.parse_args(argv)
-    die_with_parent()
-    if args.parent_pid is not None and os.getppid() != args.parent_pid:
+    code = run(args)
+    if world_size() > 1 and is_main_process():  # what the daemon reads instead of torchrun's code
+        part = args.job_dir / (EXIT_CODE_FILE + ".part")
+        part.write_text(str(code))
+        os.replace(part, args.job_dir / EXIT_CODE_FILE)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    die_with_parent()  # with several processes, the parent is torchrun's agent, which the daemon runs
+    if args.parent_pid is not None and not _alive(args.parent_pid):
         print("error: the daemon that started this job is gone", file=sys.stderr)
         return 128 + signal.SIGTERM  # counted as a stop, not a failure: the next daemon resumes it
-    lock = hold_job_lock(args.job_dir)  # noqa: F841  (held until exit)
+    from core.distributed import is_main_process
+
+    # rank 0 holds the lock for the job (an exclusive lock: a second rank would wait forever)
+    lock = hold_job_lock(args.job_dir) if is_main_process() else None  # noqa: F841  (held until exit)
 
     from trainer.core.runner import EXIT_CONFIG, EXIT_OK, execute
 
@@ -85,7 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A hero must stand alone: an adapter folder names its base by path, and the job's
             # folder (its stages' models) moves to done/ when the job ends.
             config = loader.apply({**values, "model.lora.merge": True}, source=f"job {record.id} (a hero stands alone)")
-        from trainer.core.context import is_main_process
         from trainer.core.engine import TrainerEngine
         from trainer.monitoring import TrainingStatusWriter
 
@@ -94,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if code != EXIT_OK or result is None:
-        return code
+    if code != EXIT_OK or result is None or not is_main_process():
+        return code  # the evaluation is rank 0's
     return evaluate_job(args.job_dir, config, result, writer)
 
 

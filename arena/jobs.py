@@ -22,6 +22,8 @@ STATUS_FILE = "training_status.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
 EVALUATION_FILE = "evaluation.json"
+# A job on several processes: rank 0's exit code (torchrun's own says only "a rank failed")
+EXIT_CODE_FILE = ".exit_code"
 RUN_NAME = "run"
 # Files the daemon itself writes into a job folder: never mistaken for the job's dataset.
 DAEMON_FILES = {RECORD_FILE, STATUS_FILE, RESULT_FILE, EVALUATION_FILE}

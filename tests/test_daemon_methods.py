@@ -66,3 +66,26 @@ def test_adapter_jobs_are_evaluated_promoted_and_continued_from(tmp_path, builti
     assert second["model"]["lora"]["merge"] is True and Path(second["model"]["path"]) == versions[0]
     for folder in done.values():
         assert (folder / "run" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_job_on_two_processes(tmp_path, builtin_cache):
+    """daemon.processes 2: the job runs under torchrun (gloo on CPU), rank 0 evaluates and leads."""
+    daemon = Daemon(tmp_path, builtin_cache, **{"daemon.processes": 2, "hyperparams.batch_size": 4, "hyperparams.max_steps": 4})
+    rows = (REPO / "data" / "arithmetic_train.jsonl").read_text().splitlines()[:120]
+    daemon.drop("a.jsonl", rows)
+    (tmp_path / "b.jsonl").write_text("\n".join(rows) + "\n")
+    bad = {"dataset": str(tmp_path / "b.jsonl"), "overrides": {"hyperparams": {"learnig_rate": 1}}}
+    daemon.drop("bad.job.json", [json.dumps(bad)])
+    daemon.start()
+    try:
+        daemon.wait(lambda: daemon.jobs("done") and daemon.jobs("failed"), timeout=300)
+    finally:
+        daemon.stop()
+    # rank 0's exit code reaches the daemon through torchrun: a config error, not retried
+    failed = json.loads((daemon.jobs("failed")[0] / "job.json").read_text())
+    assert [a["exit_code"] for a in failed["attempts"]] == [2], failed["attempts"]
+    done = daemon.jobs("done")[0]
+    assert sorted(p.name for p in (done / "run" / "checkpoint-4").glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    result = json.loads((done / "result.json").read_text())
+    assert result["outcome"] == "done" and "candidate" in result["metrics"]
+    assert "torch.distributed.run --standalone --nproc_per_node 2" in (done / "job.log").read_text()

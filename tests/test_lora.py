@@ -25,6 +25,9 @@ def test_qlora_is_refused_on_a_cpu_and_lora_passes(tmp_path, builtin_cache):
         assert any("this machine has none" in p for p in check_config(auto))
     lora = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.lora": LORA}))
     assert not [p for p in check_config(lora) if "lora" in p]
+    classifier = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.lora": {"load_in_4bit": True}, "method.name": "classify"}))
+    assert ("model.lora.load_in_4bit: QLoRA is for causal LMs; method classify trains a classifier (use LoRA without "
+            "load_in_4bit)") in check_config(classifier)
 
 
 def test_lora_options_are_checked():

@@ -205,9 +205,12 @@ def test_good_optimizer_and_schedule_options_pass(values):
 
 
 def test_plateau_schedule_needs_held_out_rows_and_a_method_that_evaluates(tmp_path, builtin_cache):
-    plateau = {"hyperparams.scheduler": "reduce_on_plateau"}
+    plateau = {"hyperparams.scheduler": "reduce_on_plateau", "hyperparams.warmup_steps": 0}
     fine = create_default_config(overrides=job_values(tmp_path, builtin_cache, **plateau))
     assert not [p for p in check_config(fine) if "scheduler" in p]
+    warm = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{**plateau, "hyperparams.warmup_steps": 3}))
+    assert "hyperparams.scheduler: reduce_on_plateau has no warmup (transformers' schedule ignores it); set " \
+        "hyperparams.warmup_steps to 0, or choose another schedule" in check_config(warm)
     none_held = create_default_config(overrides=job_values(tmp_path, builtin_cache, **plateau, **{"data.holdout_size": 0}))
     assert any("data.holdout_size is 0" in p for p in check_config(none_held))
     dpo = create_default_config(overrides=job_values(tmp_path, builtin_cache, **plateau, **{"method.name": "dpo"}))
@@ -221,7 +224,7 @@ def test_plateau_schedule_evaluates_and_lowers_the_rate(tmp_path, builtin_cache)
     # patience 0 and a threshold no real step clears: every evaluation counts as a plateau
     values = job_values(tmp_path, builtin_cache, **{
         "hyperparams.scheduler": {"name": "reduce_on_plateau", "eval_steps": 3, "patience": 0, "factor": 0.5, "threshold": 10.0},
-        "hyperparams.max_steps": 9, "inference.preview_every_steps": 0, "output.save_steps": 9,
+        "hyperparams.max_steps": 9, "hyperparams.warmup_steps": 0, "inference.preview_every_steps": 0, "output.save_steps": 9,
     })
     result = TrainerEngine().run_job(create_default_config(overrides=values))
     history = json.loads((result.run_dir / "checkpoint-9" / "trainer_state.json").read_text())["log_history"]
@@ -278,3 +281,65 @@ def test_an_option_set_on_a_schedule_given_by_name(tmp_path):
     path.write_text(json.dumps({"hyperparams": {"scheduler": "cosine"}}))
     config = ConfigLoader(path).apply({"hyperparams.scheduler.num_cycles": 1}, "--set")
     assert config.hyperparams.scheduler.name == "cosine" and config.hyperparams.scheduler.num_cycles == 1
+
+
+def test_bf16_is_refused_on_a_gpu_without_it(tmp_path, builtin_cache, monkeypatch):
+    import torch
+
+    from trainer.core.preflight import check_precision
+
+    bf16 = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.precision": "bfloat16"}))
+    assert check_precision(bf16) == [] or torch.cuda.is_available()  # a CPU autocasts in bf16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    assert check_precision(bf16) == ["model.precision: bfloat16 needs a GPU that computes in it, and Tesla T4 does not; "
+                                     "use float16 (mixed precision) or float32"]
+    cpu = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.precision": "bfloat16", "system.device": "cpu"}))
+    assert check_precision(cpu) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "float16"), ("dpo", "bfloat16")])
+def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precision):
+    """Autocast on CPU: the loss stays finite and falls, the weights keep the precision's dtype
+    (bf16 weights; fp16 is mixed precision over fp32 weights)."""
+    import torch
+
+    from jobkit import REPO
+    from trainer.core import TrainerEngine
+
+    values = {"model.precision": precision, "hyperparams.max_steps": 6, "inference.preview_every_steps": 0, "inference.num_probes": 1}
+    if method == "dpo":  # on its own pairs, after the out-of-the-box SFT stage
+        values.update({"method.name": "dpo", "data.dataset_path": [str(REPO / "data" / "preferences_train.jsonl")], "data.max_rows": 40})
+    result = TrainerEngine().run_job(create_default_config(overrides=job_values(tmp_path, builtin_cache, **values)))
+    metrics = result.final_metrics
+    assert metrics["loss_end"] == metrics["loss_end"] and metrics["loss_end"] < metrics["loss_start"]
+    weights = load_weights(result.model_path)
+    assert {w.dtype for w in weights.values()} == {torch.bfloat16 if precision == "bfloat16" else torch.float32}
+
+
+def test_a_resume_keeps_the_optimizer_and_a_torch_schedule_its_length(tmp_path):
+    from trainer.core.resume import training_differences
+
+    def saved(**values):
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        run.mkdir()
+        config = create_default_config(overrides=values)
+        (run / "resolved_config.json").write_text(json.dumps({"config": config.model_dump(mode="json")}))
+        return run
+
+    # written before optimizers took options: the same fused AdamW as today's default
+    old = saved(**{"hyperparams.optimizer": "adamw_torch_fused"})
+    assert training_differences(create_default_config(), old) == []
+    assert any(d.startswith("hyperparams.optimizer: was") for d in training_differences(create_default_config(overrides={"hyperparams.optimizer": "sgd"}), old))
+    step = {"hyperparams.scheduler": {"name": "step", "step_size": 5}, "hyperparams.max_steps": 20}
+    torch_run = saved(**step)
+    longer = create_default_config(overrides={**step, "hyperparams.max_steps": 40})
+    assert training_differences(longer, torch_run) == [
+        "hyperparams.max_steps: was 20, now 40 (a torch schedule's length is in its saved state)"]
+    linear_run = saved(**{"hyperparams.max_steps": 20})
+    assert training_differences(create_default_config(overrides={"hyperparams.max_steps": 40}), linear_run) == []
+    lora_run = saved(**{"model.lora": {"r": 4}})
+    assert training_differences(create_default_config(overrides={"model.lora": {"r": 4, "merge": False}}), lora_run) == []
+    assert training_differences(create_default_config(), lora_run)[0].startswith("model.lora: was")

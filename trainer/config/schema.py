@@ -151,8 +151,8 @@ class HyperParams(Section):
         default_factory=lambda: SchedulerOptions(name="linear"),
         validate_default=True,
         description="Learning-rate schedule: a name (transformers' linear, cosine, ..., or torch's "
-        "step, onecycle, ...; see trainer.optim) or {\"name\": ..., options}; every one warms up "
-        "over warmup_steps / warmup_ratio.",
+        "step, onecycle, ...; see trainer.optim) or {\"name\": ..., options}; every one but "
+        "reduce_on_plateau warms up over warmup_steps / warmup_ratio.",
     )
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
@@ -400,6 +400,16 @@ class SystemSection(Section):
         "auto", description="Where to train; auto picks cuda, then mps, then cpu."
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    deepspeed: PathText | None = Field(
+        None,
+        description="A DeepSpeed config JSON (ZeRO stage, offload...) handed to the trainer "
+        "(TrainingArguments.deepspeed); needs the deepspeed package and a launcher with several processes.",
+    )
+    fsdp_config: PathText | None = Field(
+        None,
+        description="An FSDP config JSON: turns PyTorch FSDP on with it (TrainingArguments.fsdp / fsdp_config); "
+        "under torchrun or accelerate launch.",
+    )
     torch_compile: bool = Field(
         False,
         description="Compile the model with torch.compile (inductor). Off by default: its compile time "
@@ -443,6 +453,10 @@ class DaemonSection(Section):
     )
     keep_rejected: int = Field(
         3, ge=0, description="Rejected candidate models kept for inspection (newest first)."
+    )
+    processes: int = Field(
+        1, ge=1, description="Processes per job (torchrun, one per GPU, or gloo on CPU); the global batch is "
+        "processes x hyperparams.batch_size x gradient_accumulation_steps."
     )
 
 

@@ -5,23 +5,18 @@ read it; neither imports the engine, so the engine imports them without a cycle.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from core.training_status import TrainingStatusWriter
 from trainer.config.schema import TrainerConfig
+from core.distributed import is_main_process  # noqa: F401  (re-exported: where the engine asks)
 from core.run_layout import RunLayout
 from trainer.core.resume import RunPlan
 from trainer.data.prepare import PreparedData, Probe
 from trainer.monitoring.formatting import format_number
 from trainer.profiles import DataProfile
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or a single process): the only one that writes status, logs and files."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 class JobStopped(Exception):

@@ -28,6 +28,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from core import distributed
 from trainer.config.schema import GuardSection
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ class DivergenceGuard(TrainerCallback):
         loss = None if self._step_loss is None else float(self._step_loss)
         self._step_loss = None
         problem = self._problem(loss, model)
+        # every rank decides alike (one rank's NaN loss is that rank's alone; gradients are
+        # averaged already), or one would skip or stop while the others wait on it
+        if distributed.any_rank(problem is not None) and problem is None:
+            problem = "another process's loss became non-finite or spiked (its log says which)"
         if problem is None:
             if loss is not None:
                 self._remember(loss)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 import uuid
 from datetime import datetime
 from typing import TextIO
 
+from core import distributed
 from core.training_status import DataSummary, TrainingStatusWriter
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainerConfig
@@ -40,7 +42,8 @@ class TrainerEngine:
 
     def __init__(self, status_writer: TrainingStatusWriter | None = None, console: TextIO | None = None):
         self.status_writer = status_writer
-        self.console = console or sys.stdout
+        # with several processes only rank 0 talks (the others' lines would repeat its own)
+        self.console = console or (sys.stdout if is_main_process() else open(os.devnull, "w"))
 
     def run_job(self, config: TrainerConfig, sources: dict[str, str] | None = None) -> JobResult:
         """Train (or, with ``debug.dry_run``, only prepare data) and return the result; a
@@ -60,7 +63,7 @@ class TrainerEngine:
             sources = {**(sources or {}), "out_of_box": "; ".join(notes)}
         if not config.stages:
             return self.run_single(config, sources)
-        plan = plan_run(config)  # raises ConfigError before anything is written
+        plan = distributed.agree(lambda: plan_run(config))  # raises ConfigError before anything is written
         if plan.note:
             print(plan.note, file=self.console, flush=True)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,8 @@ class TrainerEngine:
         self, config: TrainerConfig, sources: dict[str, str] | None = None, stage: tuple[int, int] | None = None
     ) -> JobResult:
         """One run (one method); ``stage`` = (i, n) when it is stage i of a curriculum of n."""
-        plan = plan_run(config)  # raises ConfigError before anything is written
+        # rank 0 plans, for every rank (core.distributed): raises ConfigError before anything is written
+        plan = distributed.agree(lambda: plan_run(config))
         problems = get_method(config.method).check(config)  # what --validate says, for API callers too
         if problems:
             raise ConfigError(problems)
@@ -158,16 +162,17 @@ class TrainerEngine:
         end_token = end_of_turn_token(template, tokenizer) or tokenizer.eos_token
         eos_ids = {tokenizer.convert_tokens_to_ids(end_token), tokenizer.eos_token_id}
         s.tokens = Tokenization(tokenizer, template, end_token, eos_ids)
-        s.data = prepare_data(
-            s.config,
-            tokenizer,
-            s.profile,
-            template,
-            eos_ids,
-            s.run_dir,
-            write_outputs=s.writer.enabled,
-            shape=get_method(s.config.method).data_shape,
-        )
+        with distributed.main_first():  # rank 0 prepares; the others read its cache
+            s.data = prepare_data(
+                s.config,
+                tokenizer,
+                s.profile,
+                template,
+                eos_ids,
+                s.run_dir,
+                write_outputs=s.writer.enabled,
+                shape=get_method(s.config.method).data_shape,
+            )
         report = s.data.report
         s.writer.update(
             data=DataSummary(

@@ -42,15 +42,80 @@ def check_config(config: TrainerConfig) -> list[str]:
     return (
         check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config)
         + check_resume(config) + check_kernels(config) + check_schedule(config)
-        + check_lora(config)
+        + check_lora(config) + check_parallel(config) + check_precision(config)
     )
+
+
+def check_precision(config: TrainerConfig) -> list[str]:
+    """bf16 asked for on a GPU without it (before Ampere): refused, not a slow or broken run. CPUs
+    autocast in bf16 and fp16 both (slowly where they lack the instructions)."""
+    if config.model.precision != "bfloat16" or config.system.device in ("cpu", "mps"):
+        return []
+    import torch  # only here: --validate stays light for every other config
+
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return [f"model.precision: bfloat16 needs a GPU that computes in it, and {torch.cuda.get_device_name()} does not; "
+                "use float16 (mixed precision) or float32"]
+    return []
+
+
+def check_parallel(config: TrainerConfig) -> list[str]:
+    """Sharded training (FSDP, DeepSpeed): its config files, its package, GPUs, several processes,
+    and no generation during the job (only rank 0 answers the probes, and on sharded weights each
+    forward pass needs every rank: it would wait on the others forever)."""
+    import importlib.util
+    import json
+
+    from core.distributed import world_size
+
+    asked = [(key, raw, what) for key, raw, what in (
+        ("system.deepspeed", config.system.deepspeed, "DeepSpeed"), ("system.fsdp_config", config.system.fsdp_config, "FSDP"),
+    ) if raw is not None]
+    problems = []
+    for key, raw, what in asked:
+        path = config.resolve_path(raw)
+        try:
+            json.loads(path.read_text("utf-8"))
+        except OSError:
+            problems.append(f"{key}: {path} cannot be read")
+        except ValueError as exc:
+            problems.append(f"{key}: {path} is not JSON ({exc})")
+        if config.system.device in ("cpu", "mps") or not _has_cuda():
+            # accelerate drops the FSDP plugin on CPUs and trains plain data parallel instead
+            problems.append(f"{key}: {what} shards over CUDA GPUs, and this job has none (system.device "
+                            f"{config.system.device!r}); on CPUs several processes train data parallel without it")
+        # the daemon's own process is one; its jobs run on daemon.processes
+        elif world_size() == 1 and config.daemon.processes == 1:
+            problems.append(f"{key}: {what} shards the training over several processes, and this job is one; start it with "
+                            "torchrun --nproc_per_node N trainer/cli_main.py ... or accelerate launch --multi_gpu --num_processes N ...")
+    if asked and (config.inference.preview_every_steps or config.inference.num_probes):
+        problems.append(f"{asked[0][0]}: sharded weights cannot answer probes on one process; set "
+                        "inference.preview_every_steps 0 and inference.num_probes 0 (evaluate the saved model after the job)")
+    if config.system.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
+        problems.append("system.deepspeed: the deepspeed package is not installed (pip install deepspeed, on a GPU machine)")
+    if len(asked) == 2:
+        problems.append("system.fsdp_config: give DeepSpeed or FSDP, not both (system.deepspeed is set too)")
+    return problems
+
+
+def _has_cuda() -> bool:
+    import torch  # only for configs that ask for sharding: --validate stays light otherwise
+
+    return torch.cuda.is_available()
 
 
 def check_lora(config: TrainerConfig) -> list[str]:
     """QLoRA's 4-bit base needs bitsandbytes' CUDA kernels: refused before any model loads."""
+    from trainer.methods import method_class
+
     lora = config.model.lora
     if lora is None or not lora.load_in_4bit:
         return []
+    names = [stage.method.name for stage in config.stages] or [config.method.name]
+    heads = sorted({name for name in names if not method_class(name).generates})
+    if heads:  # their loader builds a classification head on a full-precision base
+        return [f"model.lora.load_in_4bit: QLoRA is for causal LMs; method {', '.join(heads)} trains a classifier "
+                "(use LoRA without load_in_4bit)"]
     if config.system.device in ("cpu", "mps"):
         return [f"model.lora.load_in_4bit: QLoRA's 4-bit base runs on CUDA GPUs only, and system.device is "
                 f"{config.system.device!r}; use LoRA on the full-precision base (load_in_4bit false)"]
@@ -72,6 +137,10 @@ def check_schedule(config: TrainerConfig) -> list[str]:
     if config.data.holdout_size == 0:
         problems.append("hyperparams.scheduler: reduce_on_plateau steps on the held-out loss, and data.holdout_size is 0; "
                         "hold some rows out, or choose another schedule")
+    hp = config.hyperparams
+    if hp.warmup_steps or hp.warmup_ratio or any(stage.warmup_steps for stage in config.stages):
+        problems.append("hyperparams.scheduler: reduce_on_plateau has no warmup (transformers' schedule ignores it); "
+                        "set hyperparams.warmup_steps to 0, or choose another schedule")
     names = [stage.method.name for stage in config.stages] or [config.method.name]
     without = sorted({name for name in names if not method_class(name).evaluates_heldout_loss})
     if without:

@@ -11,7 +11,7 @@ another run's ``resolved_config.json``, data report or model. Both ``--validate`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,10 @@ from typing import Any
 from core.run_layout import RunLayout
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainerConfig
+from trainer.optim.optimizers import optimizer_route
+from trainer.optim.schedulers import scheduler_route
 from trainer.core.checkpoints import (
+    OPTIMIZER_FILES,
     REQUIRED_FILES,
     WEIGHT_FILES,
     checkpoints,
@@ -37,6 +40,7 @@ TRAINING_KEYS = (
     "model.path",
     "model.precision",
     "model.chat_template",
+    "model.lora",  # a checkpoint holds adapters, or the whole model
     "data.dataset_path",
     "data.format",
     "data.columns",
@@ -51,6 +55,8 @@ TRAINING_KEYS = (
     "hyperparams.batch_size",
     "hyperparams.gradient_accumulation_steps",
     "hyperparams.seed",
+    "hyperparams.optimizer",  # a checkpoint's optimizer.pt / scheduler.pt load into the same kinds only
+    "hyperparams.scheduler",
     "method",
     "stages",
 )
@@ -173,6 +179,8 @@ def checkpoint_problem(folder: Path) -> str | None:
     if inside is not None:
         return f"{folder} is a run folder, not a checkpoint; did you mean --resume {inside}?"
     missing = [n for n in REQUIRED_FILES if not (folder / n).is_file()]
+    if not any((folder / n).is_file() for n in OPTIMIZER_FILES):
+        missing.append(" or ".join(OPTIMIZER_FILES))
     if not any((folder / n).is_file() for n in WEIGHT_FILES):
         missing.append(" or ".join(WEIGHT_FILES))
     detail = f"missing {', '.join(missing)}" if missing else "its trainer_state.json is unreadable"
@@ -211,6 +219,13 @@ def training_differences(config: TrainerConfig, run_dir: Path) -> list[str]:
         before, after = _value(old, key), _value(config, key)
         if before != after:
             found.append(f"{key}: was {_short(before)}, now {_short(after)}")
+    if scheduler_route(config.hyperparams.scheduler).build is not None:
+        # a torch schedule keeps its length in scheduler.pt (OneCycleLR's total, T_max): a resume
+        # that trains longer would run past it
+        for key in ("hyperparams.max_steps", "hyperparams.num_epochs"):
+            before, after = _value(old, key), _value(config, key)
+            if before != after:
+                found.append(f"{key}: was {_short(before)}, now {_short(after)} (a torch schedule's length is in its saved state)")
     recorded = saved.get("data_files")
     if recorded is not None and not found:
         now = data_fingerprint(config)
@@ -220,10 +235,21 @@ def training_differences(config: TrainerConfig, run_dir: Path) -> list[str]:
     return found
 
 
+# Keys compared by what they do, not how they are written: "adamw_torch_fused" (a run saved before
+# optimizers took options) and {"name": "adamw", "fused": true} build the same optimizer; LoRA's
+# merge only decides how the final model is saved.
+COMPARED_AS = {
+    "hyperparams.optimizer": lambda options: asdict(optimizer_route(options)),
+    "model.lora": lambda lora: None if lora is None else lora.model_dump(mode="json", exclude={"merge"}),
+}
+
+
 def _value(config: TrainerConfig, key: str) -> Any:
     node: Any = config
     for part in key.split("."):
         node = getattr(node, part)
+    if key in COMPARED_AS:
+        return json.loads(json.dumps(COMPARED_AS[key](node)))  # tuples as lists, as a saved config has them
     if key in PATH_KEYS:
         if isinstance(node, list):
             return [str(config.resolve_path(p)) for p in node]

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core import distributed
 from core.training_status import JsonlLog
 from trainer.core.checkpoints import find_resumable_checkpoint
-from trainer.core.context import JobContext, JobResult, format_summary, probes_for
+from trainer.core.context import JobContext, JobResult, format_summary, is_main_process, probes_for
 from trainer.core.divergence import (
     Divergence,
     DivergenceGuard,
@@ -97,7 +98,7 @@ def _probe_figures(s: JobContext, method: Any, probes: list[Any], summary: Any, 
 
 def train_and_save(s: JobContext) -> JobResult:
     from trainer.models import lora
-    from trainer.models.loading import pick_device, resolve_precision
+    from trainer.models.loading import load_model, pick_device, resolve_precision
 
     config, writer, tok = s.config, s.writer, s.tokens
     method = get_method(config.method)
@@ -111,7 +112,8 @@ def train_and_save(s: JobContext) -> JobResult:
     if method.generates:
         set_generation_config(model, tok.tokenizer, tok.eos_ids, config.inference.max_new_tokens)
 
-    probes = probes_for(config, s.profile, s.data) if method.generates else []
+    # probes are answered by rank 0 alone: the others train on (core.distributed)
+    probes = probes_for(config, s.profile, s.data) if method.generates and is_main_process() else []
     stops = s.stop_sequences
     end_tokens = [t for t in {tok.end_token, tok.tokenizer.eos_token, tok.tokenizer.pad_token} if t]
     backend = PreviewBackend(tok.tokenizer, s.profile, probes, config.inference, tok.template, stops, end_tokens)
@@ -141,7 +143,7 @@ def train_and_save(s: JobContext) -> JobResult:
         preview_cb.record(before)
     writer.set_phase("training")
     trainer.train(resume_from_checkpoint=resume)
-    if s.stopper.received is not None:
+    if distributed.any_rank(s.stopper.received is not None):  # all ranks stop, or none
         checkpoint = find_resumable_checkpoint(s.run_dir)
         s.stop_if_asked(str(checkpoint) if checkpoint else None)
 
@@ -155,15 +157,19 @@ def train_and_save(s: JobContext) -> JobResult:
 
     writer.set_phase("saving")
     model_path = s.layout.model
+    # every rank calls the trainer's save (FSDP / DeepSpeed gather the weights for it); it writes
+    # on rank 0 only, as our own saves here do
     if config.model.lora is not None:
-        adapter_path = s.layout.adapter
-        model = lora.save(trainer, model, model_path, adapter_path, config.model.lora)
-        tok.tokenizer.save_pretrained(str(adapter_path))
+        full_base = lambda folder: load_model(folder, config, s.device, s.precision, quantize=False)  # noqa: E731
+        model = lora.save(trainer, model, model_path, s.layout.adapter, config.model.lora, is_main_process(), full_base)
     else:
         trainer.save_model(str(model_path))
-    tok.tokenizer.save_pretrained(str(model_path))  # carries the chat template we trained with
-    if method.generates:
-        model.generation_config.save_pretrained(str(model_path))
+    if is_main_process():
+        for folder in (model_path, s.layout.adapter) if config.model.lora is not None else (model_path,):
+            tok.tokenizer.save_pretrained(str(folder))  # carries the chat template we trained with
+        if method.generates:
+            model.generation_config.save_pretrained(str(model_path))
+    distributed.barrier()  # no rank reports the job done before the model is on disk
 
     loss_start, loss_end = _loss_history(trainer, guard)
     metrics = {

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import Trainer
 
+from core import distributed
+
 from trainer.methods.rl import SampleLogging
 
 if TYPE_CHECKING:
@@ -497,7 +499,9 @@ class PPOTrainer(SampleLogging, Trainer):
                     rollout.returns[index], rollout.mask[index], options.cliprange, options.cliprange_value, options.vf_coef,
                 )  # fmt: skip
                 kls.append(parts.approx_kl)
-                if options.target_kl is not None and applied["loss"] and parts.approx_kl > options.target_kl:
+                # decided by all ranks together: under DDP each must run as many backward passes
+                past_kl = options.target_kl is not None and bool(applied["loss"]) and parts.approx_kl > options.target_kl
+                if distributed.any_rank(past_kl):
                     stopped = True
                     break
                 norm = self._apply(model, parts.loss)
@@ -524,7 +528,8 @@ class PPOTrainer(SampleLogging, Trainer):
         self.accelerator.backward(loss)
         norm = float(self.accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm or math.inf))
         # under fp16 the gradient scaler meets Inf gradients on purpose and skips those steps itself
-        if not math.isfinite(float(loss.detach())) or (not self.args.fp16 and not math.isfinite(norm)):
+        bad = not math.isfinite(float(loss.detach())) or (not self.args.fp16 and not math.isfinite(norm))
+        if distributed.any_rank(bad):  # one rank's bad loss skips the update on all of them
             self.optimizer.zero_grad()
             return None
         self.optimizer.step()

@@ -66,7 +66,14 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         fp16=context.precision == "float16",
         dataloader_num_workers=config.system.num_workers,
         torch_compile=config.system.torch_compile,
+        # sharded training, passed through as the library takes it (README, "Several processes")
+        deepspeed=str(config.resolve_path(config.system.deepspeed)) if config.system.deepspeed else None,
+        fsdp=bool(config.system.fsdp_config) or None,
+        fsdp_config=str(config.resolve_path(config.system.fsdp_config)) if config.system.fsdp_config else None,
         dataloader_pin_memory=context.device == "cuda",
+        # with several processes: every parameter takes part in each loss (DDP's search for
+        # unused ones is an extra pass over the graph each step)
+        ddp_find_unused_parameters=False,
         **method_args,
     )
 

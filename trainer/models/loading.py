@@ -62,21 +62,21 @@ def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:
     return tokenizer
 
 
-def load_model(folder: Path, config: TrainerConfig, device: str, precision: str) -> Any:
-    """The causal LM in ``folder`` on ``device``, its weights in the resolved ``precision``. An
-    adapter folder (a LoRA run's model with ``model.lora.merge`` off) is loaded onto its base and
-    merged (``trainer.models.lora``)."""
+def load_model(folder: Path, config: TrainerConfig, device: str, precision: str, quantize: bool = True) -> Any:
+    """The causal LM in ``folder`` on ``device``, its weights in the resolved ``precision`` (in
+    4-bit for QLoRA, unless not ``quantize``). An adapter folder (a LoRA run's model with
+    ``model.lora.merge`` off) is loaded onto its base and merged (``trainer.models.lora``)."""
     from transformers import AutoModelForCausalLM
 
     from trainer.models import lora
 
     folder = Path(folder).resolve()  # LoRA adapters record their base by this path
     if lora.is_adapter_folder(folder):
-        return lora.load_adapter_folder(folder, lambda base: load_model(base, config, device, precision))
+        return lora.load_adapter_folder(folder, lambda base: load_model(base, config, device, precision, quantize))
     kwargs: dict[str, Any] = {"dtype": torch_dtype(precision)}
     if config.model.attn_implementation:
         kwargs["attn_implementation"] = config.model.attn_implementation
-    quantized = lora.quantization_config(config.model.lora)
+    quantized = lora.quantization_config(config.model.lora) if quantize else None
     if quantized is not None:  # QLoRA: bitsandbytes places the 4-bit weights itself
         return AutoModelForCausalLM.from_pretrained(
             folder, trust_remote_code=config.model.trust_remote_code, quantization_config=quantized,

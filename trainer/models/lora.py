@@ -81,13 +81,20 @@ def load_adapter_folder(folder: Path, load_base: Any) -> Any:
     return merged
 
 
-def save(trainer: Any, model: Any, model_dir: Path, adapter_dir: Path, lora: LoraSection) -> Any:
+def save(trainer: Any, model: Any, model_dir: Path, adapter_dir: Path, lora: LoraSection, write: bool = True,
+         load_base: Any = None) -> Any:
     """Write the adapters to ``adapter_dir`` and the final model to ``model_dir`` (merged, or the
-    adapters again); returns the model the job goes on with (merged: a plain transformers model)."""
+    adapters again); returns the model the job goes on with (merged: a plain transformers model).
+    Every rank calls it (the trainer's saves are collective under FSDP); ``write``: this rank
+    writes what the trainer does not (the merged model). ``load_base(path)`` loads a base at
+    full precision: a 4-bit base would merge lossily into a 4-bit folder, so QLoRA's adapters are
+    merged onto the base reloaded."""
     trainer.save_model(str(adapter_dir))
     if not lora.merge:
         trainer.save_model(str(model_dir))
         return model
-    merged = model.merge_and_unload()
+    if not write:
+        return model
+    merged = load_adapter_folder(adapter_dir, load_base) if lora.load_in_4bit else model.merge_and_unload()
     merged.save_pretrained(str(model_dir))
     return merged

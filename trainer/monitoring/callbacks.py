@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from core import distributed
 from core.training_status import Checkpoint, JsonlLog, TrainingStatusWriter, now_iso
 from trainer.monitoring.formatting import format_duration, format_number
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
@@ -101,6 +102,15 @@ class StatusCallback(TrainerCallback):
             **({"rl_samples": [{"step": state.global_step, **x} for x in logs["samples"]]} if logs.get("samples") else {}),
         )
         self.metrics.append({"step": state.global_step, "epoch": state.epoch, "tokens_per_sec": rate, **logs})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # the last steps after the last log step count too (max_steps 9, logging every 2)
+        if state.is_world_process_zero:
+            self.writer.update(
+                current_step=state.global_step,
+                batch_step=state.global_step,
+                progress=state.global_step / state.max_steps if state.max_steps else 0.0,
+            )
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -190,6 +200,8 @@ class StopOnSignalCallback(TrainerCallback):
         self.received = signum
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.received is not None:
+        # with several processes, a signal one rank got stops them all after this same step
+        if distributed.any_rank(self.received is not None):
+            self.received = self.received or signal.SIGTERM
             control.should_save = True
             control.should_training_stop = True

@@ -12,6 +12,7 @@
   its state is in the checkpoint's ``scheduler.pt`` and an exact resume continues it;
 - ``reduce_on_plateau`` lowers the rate when the held-out loss stops falling: the job then
   evaluates on its held-out rows every ``eval_steps`` (transformers steps it with ``eval_loss``).
+  It has no warmup (transformers' schedule ignores one; ``--validate`` refuses a warmup with it).
 """
 
 from __future__ import annotations
