@@ -28,6 +28,9 @@ def test_qlora_is_refused_on_a_cpu_and_lora_passes(tmp_path, builtin_cache):
     classifier = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.lora": {"load_in_4bit": True}, "method.name": "classify"}))
     assert ("model.lora.load_in_4bit: QLoRA is for causal LMs; method classify trains a classifier (use LoRA without "
             "load_in_4bit)") in check_config(classifier)
+    unmerged = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.lora": {"merge": False}, "method.name": "reward"}))
+    assert ("model.lora.merge: method reward trains a classifier, whose model/ must be a whole folder (the engine puts "
+            "only causal-LM adapter folders back on their base); set merge true") in check_config(unmerged)
 
 
 def test_lora_options_are_checked():
@@ -122,3 +125,30 @@ def test_an_unmerged_adapter_run_is_the_base_of_the_next_stage(tmp_path, builtin
     weights = [m.state_dict()[q] for m in (start, after_sft, final)]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     assert "rewards/margins" in json.dumps(result.final_metrics)
+
+
+# A method of each other code path, with its data (the bundled file of its shape): unpaired pairs,
+# a classifier's head (peft's SEQ_CLS, the head trained in full), TRL's RL, and our PPO with its
+# value head. (ORPO and SimPO train as DPO does, classify as reward, RLOO as GRPO.)
+METHOD_DATA = {"kto": "preferences_train.jsonl", "reward": "preferences_train.jsonl", "grpo": None, "ppo": None}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHOD_DATA))
+def test_every_method_trains_lora_adapters(tmp_path, builtin_cache, method):
+    """sft and dpo are above; the other code paths train adapters alone too and save adapter/
+    beside a whole model/ (out of the box, a refining method's SFT stage comes first)."""
+    from safetensors.torch import load_file
+
+    from trainer.core import TrainerEngine
+
+    values = {"model.lora": LORA, "method.name": method, "hyperparams.max_steps": 2, "hyperparams.batch_size": 4,
+              "inference.preview_every_steps": 0, "inference.num_probes": 1, "data.max_rows": 40}
+    if METHOD_DATA[method]:
+        values["data.dataset_path"] = [str(REPO / "data" / METHOD_DATA[method])]
+    result = TrainerEngine().run_job(create_default_config(overrides=job_values(tmp_path, builtin_cache, **values)))
+    stage = result.model_path.parent
+    adapter = load_file(str(stage / "adapter" / "adapter_model.safetensors"))
+    trained = {n for n in adapter if "lora_" in n}
+    assert trained and all(n.split(".")[-2] in ("lora_A", "lora_B") or "lora_" not in n for n in adapter)
+    assert (result.model_path / "model.safetensors").is_file() and not (result.model_path / "adapter_config.json").exists()

@@ -73,11 +73,16 @@ class OptimizerOptions(Section):
     """The optimizer and its options; each optimizer of ``trainer.optim`` subclasses this with its
     own typed options, as methods do with :class:`MethodOptions`."""
 
+    # built on first use: a job validates one optimizer's options, not the thirty of the table
+    model_config = ConfigDict(defer_build=True)
+
     name: str = Field("adamw", description="Optimizer name (trainer.optim.OPTIMIZERS).")
 
 
 class SchedulerOptions(Section):
     """The learning-rate schedule and its options (``trainer.optim.SCHEDULERS``)."""
+
+    model_config = ConfigDict(defer_build=True)  # as OptimizerOptions
 
     name: str = Field("linear", description="Schedule name (trainer.optim.SCHEDULERS).")
 

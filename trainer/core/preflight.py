@@ -109,10 +109,15 @@ def check_lora(config: TrainerConfig) -> list[str]:
     from trainer.methods import method_class
 
     lora = config.model.lora
-    if lora is None or not lora.load_in_4bit:
+    if lora is None:
         return []
     names = [stage.method.name for stage in config.stages] or [config.method.name]
     heads = sorted({name for name in names if not method_class(name).generates})
+    if heads and not lora.merge:  # the engine puts causal-LM adapter folders back on their base only
+        return [f"model.lora.merge: method {', '.join(heads)} trains a classifier, whose model/ must be a whole "
+                "folder (the engine puts only causal-LM adapter folders back on their base); set merge true"]
+    if not lora.load_in_4bit:
+        return []
     if heads:  # their loader builds a classification head on a full-precision base
         return [f"model.lora.load_in_4bit: QLoRA is for causal LMs; method {', '.join(heads)} trains a classifier "
                 "(use LoRA without load_in_4bit)"]
