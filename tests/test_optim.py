@@ -300,7 +300,9 @@ def test_bf16_is_refused_on_a_gpu_without_it(tmp_path, builtin_cache, monkeypatc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "float16"), ("dpo", "bfloat16")])
+# SFT only: this CPU has no bf16 matmul path (1.2 GFLOP/s against 115 in fp32), and a DPO job in
+# bf16 (its SFT stage first) took 447 s of CI
+@pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "float16")])
 def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precision):
     """Autocast on CPU: the loss stays finite and falls, the weights keep the precision's dtype
     (bf16 weights; fp16 is mixed precision over fp32 weights)."""
