@@ -90,16 +90,11 @@ class SchedulerOptions(Section):
 # The registries (trainer.methods, trainer.optim) hand their lookups name -> options model in here
 # when they are imported (trainer.config's __init__ imports them), so this module imports neither.
 _OPTIONS_LOOKUP: dict[str, Callable[[str], type[BaseModel]]] = {}
-_DEFAULT_NAME = {"method": "sft", "optimizer": "adamw", "scheduler": "linear"}
 
 
 def use_options(kind: str, lookup: Callable[[str], type[BaseModel]]) -> None:
     """Register the lookup of ``kind`` ("method", "optimizer", "scheduler"): name -> options model."""
     _OPTIONS_LOOKUP[kind] = lookup
-
-
-def use_method_options(lookup: Callable[[str], type[BaseModel]]) -> None:
-    use_options("method", lookup)
 
 
 def unknown_name_model(title: str, known: tuple[str, ...]) -> type[BaseModel]:
@@ -109,19 +104,23 @@ def unknown_name_model(title: str, known: tuple[str, ...]) -> type[BaseModel]:
     return create_model(title, __config__=ConfigDict(extra="ignore"), name=(Literal[known], ...))  # type: ignore[valid-type]
 
 
-def _named_options(kind: str, value: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
-    """``{"name": ..., ...}`` (or the bare name) validated against that name's own options model.
+def named_options(kind: str, base: type[BaseModel]) -> Any:
+    """The wrap validator of a field whose options depend on its name: ``{"name": ..., ...}`` (or
+    the bare name; no name: ``base``'s default) validated against that name's own options model,
+    from the registry of ``kind`` (``use_options``). Errors raised by the chosen model keep their
+    paths (``method.beta``, ``hyperparams.optimizer.betas``)."""
+    default = base.model_fields["name"].default
 
-    The model depends on the name, and registries register themselves (``use_options``). Errors
-    raised by the chosen model keep their paths (``method.beta``, ``hyperparams.optimizer.betas``).
-    """
-    if isinstance(value, str):
-        value = {"name": value}
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if not isinstance(value, dict) or kind not in _OPTIONS_LOOKUP:
-        return handler(value)
-    return _OPTIONS_LOOKUP[kind](value.get("name", _DEFAULT_NAME[kind])).model_validate(value)
+    def validate(cls: type, value: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
+        if isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if not isinstance(value, dict) or kind not in _OPTIONS_LOOKUP:
+            return handler(value)
+        return _OPTIONS_LOOKUP[kind](value.get("name", default)).model_validate(value)
+
+    return validate
 
 
 class HyperParams(Section):
@@ -146,14 +145,14 @@ class HyperParams(Section):
         None, ge=0, lt=1, description="Warmup length as a fraction of all training steps."
     )
     optimizer: SerializeAsAny[OptimizerOptions] = Field(
-        default_factory=lambda: OptimizerOptions(name="adamw"),
+        default_factory=OptimizerOptions,
         validate_default=True,
         description="Optimizer: a name (adamw, sgd, adafactor, adamw_8bit, ...; see trainer.optim) or "
         "{\"name\": ..., options}; the default fused AdamW is the same update in one kernel (4x faster "
         "a step than the per-tensor loop on CPU).",
     )
     scheduler: SerializeAsAny[SchedulerOptions] = Field(
-        default_factory=lambda: SchedulerOptions(name="linear"),
+        default_factory=SchedulerOptions,
         validate_default=True,
         description="Learning-rate schedule: a name (transformers' linear, cosine, ..., or torch's "
         "step, onecycle, ...; see trainer.optim) or {\"name\": ..., options}; every one but "
@@ -169,8 +168,8 @@ class HyperParams(Section):
         False, description="Recompute activations in backward to save memory (slower)."
     )
 
-    _optimizer = field_validator("optimizer", mode="wrap")(lambda cls, v, h: _named_options("optimizer", v, h))
-    _scheduler = field_validator("scheduler", mode="wrap")(lambda cls, v, h: _named_options("scheduler", v, h))
+    _optimizer = field_validator("optimizer", mode="wrap")(named_options("optimizer", OptimizerOptions))
+    _scheduler = field_validator("scheduler", mode="wrap")(named_options("scheduler", SchedulerOptions))
 
     @model_validator(mode="after")
     def _one_warmup_and_one_length(self) -> HyperParams:
@@ -513,7 +512,7 @@ class StageSection(Section):
     learning_rate: float | None = Field(None, gt=0, description="The stage's peak learning rate; unset: the job's.")
     warmup_steps: int | None = Field(None, ge=0, description="The stage's warmup steps; unset: the job's.")
 
-    _method = field_validator("method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
+    _method = field_validator("method", mode="wrap")(named_options("method", MethodOptions))
 
     @field_validator("dataset_path", mode="before")
     @classmethod
@@ -549,7 +548,9 @@ class HybridSection(Section):
     # methods' out-of-the-box stages use (trainer.methods.rl.RLMethod.refine_stage).
     rl_learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate of the RL stages.")
 
-    _method = field_validator("rl_method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
+    # (an rl_method given without its name is read with MethodOptions' default, sft, so an RL
+    # option there is an unknown key: RLMethodChoice's ppo is the default of an absent rl_method only)
+    _method = field_validator("rl_method", mode="wrap")(named_options("method", MethodOptions))
 
     def expand(self) -> list[dict[str, Any]]:
         """The stages this hybrid stands for, as ``stages`` entries. Only the first stage warms
@@ -607,7 +608,7 @@ class TrainerConfig(Section):
         "unset: none.",
     )
 
-    _method = field_validator("method", mode="wrap")(lambda cls, v, h: _named_options("method", v, h))
+    _method = field_validator("method", mode="wrap")(named_options("method", MethodOptions))
 
     @model_validator(mode="after")
     def _hybrid_is_stages(self) -> TrainerConfig:

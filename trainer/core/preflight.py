@@ -99,9 +99,14 @@ def check_parallel(config: TrainerConfig) -> list[str]:
 
 
 def _has_cuda() -> bool:
-    import torch  # only for configs that ask for sharding: --validate stays light otherwise
+    import torch  # only for configs that need a GPU (sharding, QLoRA): --validate stays light otherwise
 
     return torch.cuda.is_available()
+
+
+def _method_names(config: TrainerConfig) -> list[str]:
+    """The method of each stage the job runs (its one method when it has no stages)."""
+    return [stage.method.name for stage in config.stages] or [config.method.name]
 
 
 def check_lora(config: TrainerConfig) -> list[str]:
@@ -111,7 +116,7 @@ def check_lora(config: TrainerConfig) -> list[str]:
     lora = config.model.lora
     if lora is None:
         return []
-    names = [stage.method.name for stage in config.stages] or [config.method.name]
+    names = _method_names(config)
     heads = sorted({name for name in names if not method_class(name).generates})
     if heads and not lora.merge:  # the engine puts causal-LM adapter folders back on their base only
         return [f"model.lora.merge: method {', '.join(heads)} trains a classifier, whose model/ must be a whole "
@@ -124,9 +129,7 @@ def check_lora(config: TrainerConfig) -> list[str]:
     if config.system.device in ("cpu", "mps"):
         return [f"model.lora.load_in_4bit: QLoRA's 4-bit base runs on CUDA GPUs only, and system.device is "
                 f"{config.system.device!r}; use LoRA on the full-precision base (load_in_4bit false)"]
-    import torch  # only here: --validate stays light for every other config
-
-    if not torch.cuda.is_available():
+    if not _has_cuda():
         return ["model.lora.load_in_4bit: QLoRA's 4-bit base runs on CUDA GPUs only, and this machine has none; "
                 "use LoRA on the full-precision base (load_in_4bit false)"]
     return []
@@ -146,7 +149,7 @@ def check_schedule(config: TrainerConfig) -> list[str]:
     if hp.warmup_steps or hp.warmup_ratio or any(stage.warmup_steps for stage in config.stages):
         problems.append("hyperparams.scheduler: reduce_on_plateau has no warmup (transformers' schedule ignores it); "
                         "set hyperparams.warmup_steps to 0, or choose another schedule")
-    names = [stage.method.name for stage in config.stages] or [config.method.name]
+    names = _method_names(config)
     without = sorted({name for name in names if not method_class(name).evaluates_heldout_loss})
     if without:
         problems.append(f"hyperparams.scheduler: reduce_on_plateau steps on the held-out loss, which method "

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model, field_validator
 
-from trainer.config.schema import MethodOptions, unknown_name_model, use_method_options
+from trainer.config.schema import MethodOptions, unknown_name_model, use_options
 from trainer.methods.base import Method
 from trainer.methods.classify import Classify
 from trainer.methods.dpo import DPO
@@ -86,7 +86,7 @@ def _refusing(message: str) -> type[BaseModel]:
     )
 
 
-use_method_options(options_model)
+use_options("method", options_model)
 
 
 def get_method(options: MethodOptions) -> Method:

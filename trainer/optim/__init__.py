@@ -18,20 +18,19 @@ from trainer.optim.optimizers import OPTIMIZERS, optimizer_route
 from trainer.optim.schedulers import SCHEDULERS, scheduler_route
 
 
-def optimizer_options(name: Any) -> type[BaseModel]:
-    if isinstance(name, str) and name in OPTIMIZERS:
-        return OPTIMIZERS[name].options
-    return unknown_name_model("UnknownOptimizer", tuple(sorted(OPTIMIZERS)))
+def _lookup(table: dict[str, Any], title: str) -> Any:
+    """name -> its options model (a table entry's ``options``), for the schema (``use_options``)."""
+
+    def options(name: Any) -> type[BaseModel]:
+        if isinstance(name, str) and name in table:
+            return table[name].options
+        return unknown_name_model(title, tuple(sorted(table)))
+
+    return options
 
 
-def scheduler_options(name: Any) -> type[BaseModel]:
-    if isinstance(name, str) and name in SCHEDULERS:
-        return SCHEDULERS[name].options
-    return unknown_name_model("UnknownScheduler", tuple(sorted(SCHEDULERS)))
-
-
-use_options("optimizer", optimizer_options)
-use_options("scheduler", scheduler_options)
+use_options("optimizer", _lookup(OPTIMIZERS, "UnknownOptimizer"))
+use_options("scheduler", _lookup(SCHEDULERS, "UnknownScheduler"))
 
 
 def training_arguments(hp: HyperParams) -> dict[str, Any]:

@@ -19,6 +19,7 @@ time: ``--validate`` stays light.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -190,23 +191,22 @@ class OptimizerEntry:
     route: Callable[[Any], Route]
 
 
-OPTIMIZERS: dict[str, OptimizerEntry] = {
-    "adamw": OptimizerEntry(AdamWOptions, _adamw),
-    "adamw_torch": OptimizerEntry(AdamWOptions, _adamw),
-    "adamw_torch_fused": OptimizerEntry(AdamWOptions, _adamw),
-    "adam": OptimizerEntry(AdamOptions, _adam),
-    "sgd": OptimizerEntry(SGDOptions, _sgd),
-    "adagrad": OptimizerEntry(AdagradOptions, _adagrad),
-    "rmsprop": OptimizerEntry(RMSpropOptions, _rmsprop),
-    "adafactor": OptimizerEntry(AdafactorOptions, _adafactor),
-    "adamw_8bit": OptimizerEntry(Bnb8bitAdamWOptions, _bnb_adamw),
-    "adamw_bnb_8bit": OptimizerEntry(Bnb8bitAdamWOptions, _bnb_adamw),
-    "adamw_32bit": OptimizerEntry(Bnb32bitAdamWOptions, _bnb_adamw_32bit),
-    "paged_adamw_8bit": OptimizerEntry(Bnb8bitAdamWOptions, _bnb_adamw),
-    "paged_adamw_32bit": OptimizerEntry(Bnb8bitAdamWOptions, _bnb_adamw),
-    "lion_8bit": OptimizerEntry(LionOptions, _lion),
-    "lion_32bit": OptimizerEntry(LionOptions, _lion),
-}
+def _table(*entries: OptimizerEntry) -> dict[str, OptimizerEntry]:
+    """Each entry under every name its options accept (their ``name`` Literal): one list of names."""
+    return {name: entry for entry in entries for name in typing.get_args(entry.options.model_fields["name"].annotation)}
+
+
+OPTIMIZERS: dict[str, OptimizerEntry] = _table(
+    OptimizerEntry(AdamWOptions, _adamw),  # adamw, adamw_torch, adamw_torch_fused
+    OptimizerEntry(AdamOptions, _adam),
+    OptimizerEntry(SGDOptions, _sgd),
+    OptimizerEntry(AdagradOptions, _adagrad),
+    OptimizerEntry(RMSpropOptions, _rmsprop),
+    OptimizerEntry(AdafactorOptions, _adafactor),
+    OptimizerEntry(Bnb8bitAdamWOptions, _bnb_adamw),  # adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit / 32bit
+    OptimizerEntry(Bnb32bitAdamWOptions, _bnb_adamw_32bit),
+    OptimizerEntry(LionOptions, _lion),  # lion_8bit, lion_32bit
+)
 
 
 def optimizer_route(options: OptimizerOptions) -> Route:
