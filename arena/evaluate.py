@@ -39,12 +39,18 @@ def eval_loss(model: Any, tokenizer: Any, template: str, probes: list[Probe]) ->
 
 
 def evaluate(model_dir: Path, probes: list[Probe], profile: DataProfile, config: TrainerConfig) -> EvalMetrics:
+    """How the model in ``model_dir`` does on ``probes`` (its answers: :func:`evaluate_answers`)."""
+    return evaluate_answers(model_dir, probes, profile, config)[0]
+
+
+def evaluate_answers(model_dir: Path, probes: list[Probe], profile: DataProfile, config: TrainerConfig) -> tuple[EvalMetrics, list[str]]:
+    """The model's figures on ``probes`` and its answers to them, in order."""
     from trainer.models.loading import load_model, load_tokenizer, pick_device, resolve_precision
     from trainer.models.templates import choose_chat_template, end_of_turn_token
     from trainer.monitoring.preview_backend import PreviewBackend
 
     if not probes:
-        return EvalMetrics()
+        return EvalMetrics(), []
     device = pick_device(config.system.device)
     tokenizer = load_tokenizer(model_dir, config)
     template = choose_chat_template(tokenizer, config.model.chat_template, config.resolve_path)
@@ -55,9 +61,10 @@ def evaluate(model_dir: Path, probes: list[Probe], profile: DataProfile, config:
     summary = backend.run(model, step=0, limit=len(probes))
     n = len(summary.records)
     golden = [r for r in summary.records if r.golden is not None]
-    return EvalMetrics(
+    metrics = EvalMetrics(
         n=n,
         format_rate=summary.format_ok / n,
         accuracy=sum(bool(r.matches) for r in golden) / len(golden) if golden else None,
         eval_loss=eval_loss(model, tokenizer, template, probes),
     )
+    return metrics, [r.model_output for r in summary.records]

@@ -31,6 +31,10 @@ class EvalMetrics(BaseModel):
     format_rate: float = Field(0.0, description="Share of answers that follow the profile's format.")
     accuracy: float | None = Field(None, description="Share of right final answers, where known.")
     eval_loss: float | None = Field(None, description="Mean loss on the held-out answers.")
+    win_rate: float | None = Field(
+        None, description="A candidate's: how often the judge (inference.judge) preferred its answers to the hero's on "
+        "the same held-out prompts, ties counting half; measured when daemon.min_win_rate is set."
+    )
 
 
 class HeroPointer(BaseModel):
@@ -61,6 +65,8 @@ def decide(candidate: EvalMetrics, hero: EvalMetrics, rules: DaemonSection) -> t
         and candidate.eval_loss > hero.eval_loss * (1 + rules.loss_tolerance)
     ):
         reasons.append(f"eval loss {candidate.eval_loss:.4f} > hero {hero.eval_loss:.4f} x (1 + {rules.loss_tolerance})")
+    if rules.min_win_rate is not None and candidate.win_rate is not None and candidate.win_rate < rules.min_win_rate:
+        reasons.append(f"win rate over the hero {candidate.win_rate:.2f} < {rules.min_win_rate} (daemon.min_win_rate)")
     return not reasons, reasons
 
 

@@ -122,9 +122,19 @@ def run(args: argparse.Namespace) -> int:
     return evaluate_job(args.job_dir, config, result, writer)
 
 
+def win_rate(config, profile, probes, answers: list[str], hero_answers: list[str]) -> float | None:
+    """How often the job's judge prefers the candidate's answers to the hero's (ties count half)."""
+    from trainer.judges import WinRate, build_judge, judged_inputs
+    from trainer.models.loading import pick_device
+
+    judge = build_judge(config.inference.judge, profile, pick_device(config.system.device))
+    prompts, references, rows = judged_inputs(probes)
+    return WinRate.of(judge.pairwise(prompts, answers, hero_answers, references, rows)).rate
+
+
 def evaluate_job(job_dir: Path, config, result, writer) -> int:
     """Evaluate the candidate and the model it started from on the job's held-out rows."""
-    from arena.evaluate import evaluate
+    from arena.evaluate import evaluate_answers
     from trainer.models.loading import model_folder
     from trainer.profiles import get_profile
 
@@ -132,8 +142,10 @@ def evaluate_job(job_dir: Path, config, result, writer) -> int:
     writer.start_heartbeat()  # the engine's stopped with the job; a silent file would read as stale
     try:
         profile = get_profile(config.profile.name, config.profile.options)
-        candidate = evaluate(result.model_path, result.probes, profile, config)
-        hero = evaluate(model_folder(config), result.probes, profile, config)
+        candidate, answers = evaluate_answers(result.model_path, result.probes, profile, config)
+        hero, hero_answers = evaluate_answers(model_folder(config), result.probes, profile, config)
+        if config.daemon.min_win_rate is not None and answers:
+            candidate.win_rate = win_rate(config, profile, result.probes, answers, hero_answers)
     finally:
         writer.stop_heartbeat()
     report = {

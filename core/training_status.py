@@ -95,6 +95,17 @@ class RLSample(BaseModel):
     rewards: dict[str, float | None] = Field(default_factory=dict, description="Each reward component's value.")
 
 
+class WinRatePoint(BaseModel):
+    """One win-rate measurement: the judge compared the model's answers at ``step`` with the
+    starting model's (trainer.monitoring.win_rate)."""
+
+    step: int
+    win_rate: float | None = Field(None, description="(wins + ties / 2) / answers, 0..1; null with no answer.")
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+
+
 class Checkpoint(BaseModel):
     step: int
     path: str
@@ -165,6 +176,11 @@ class TrainingStatus(BaseModel):
     rl_samples: list[RLSample] = Field(
         default_factory=list, description="RL methods: a few completions of the latest step, with their rewards."
     )
+    win_rate: float | None = Field(
+        None, description="The judge's latest win rate of the model's answers to the held-out prompts over the "
+        "starting model's, 0..1 (ties count half); null until measured (inference.win_rate_every_steps)."
+    )
+    win_rates: list[WinRatePoint] = Field(default_factory=list, description="Every win-rate measurement, by step.")
     # data
     data: DataSummary = Field(default_factory=DataSummary)
     # latest preview, in the seed's flat names, then the recent ones

@@ -66,6 +66,17 @@ def cli(config: Path, *args: str, **popen) -> subprocess.Popen:
 
 
 
+def out_of_box_dry_run(tmp_path: Path, method: str) -> subprocess.CompletedProcess:
+    """``--method <method> --profile regime3 --dry-run`` on the default config, writing into
+    ``tmp_path`` (run ``out/box``): what a newcomer's first command prepares."""
+    return subprocess.run(
+        [sys.executable, str(CLI), "--method", method, "--profile", "regime3", "--dry-run",
+         "--set", f"output.output_dir={tmp_path / 'out'}", "--set", f"system.status_file={tmp_path / 'status.json'}",
+         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "output.run_name=box"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
 def load_weights(folder: Path) -> dict:
     from safetensors.torch import load_file
 

@@ -66,7 +66,7 @@ def test_non_builtin_spec_is_returned_unchanged(tmp_path):
 
 
 def test_unknown_builtin_names_the_offender_and_lists_known_names(tmp_path):
-    with pytest.raises(ValueError, match=r"'builtin:nope'.*known: builtin:tiny-qwen3"):
+    with pytest.raises(ValueError, match=r"'builtin:nope'.*known: builtin:small-qwen3, builtin:tiny-qwen3"):
         resolve_model_path("builtin:nope", tmp_path)
 
 

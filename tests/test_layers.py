@@ -74,14 +74,14 @@ def test_layers_point_one_way():
 
 def test_trainer_layers():
     """Within trainer/: config is below everything but the option models it validates
-    (trainer.methods and trainer.optim register them); data, models and profiles never reach up
+    (trainer.methods, trainer.optim and trainer.judges register them); data, models and profiles never reach up
     into the engine."""
     graph = _graph()
     wrong = []
     for name, targets in graph.items():
         for target in targets:
             if name.startswith("trainer.config") and target.startswith("trainer.") and not target.startswith(
-                ("trainer.config", "trainer.methods", "trainer.optim")
+                ("trainer.config", "trainer.methods", "trainer.optim", "trainer.judges")
             ):
                 wrong.append(f"{name} -> {target}")
             if name.startswith(("trainer.data", "trainer.models", "trainer.profiles")) and target.startswith(

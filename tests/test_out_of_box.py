@@ -4,12 +4,10 @@ SFT-trained model (a two-stage job); what the user chose is left alone."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from jobkit import CLI, REPO
+from jobkit import REPO, out_of_box_dry_run
 from trainer.config import create_default_config
 from trainer.core.out_of_box import fill_in
 
@@ -61,12 +59,7 @@ def test_what_the_user_chose_is_left_alone(tmp_path):
 
 
 def test_the_cli_dry_run_of_method_dpo_prepares_both_stages(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(CLI), "--method", "dpo", "--profile", "regime3", "--dry-run",
-         "--set", f"output.output_dir={tmp_path / 'out'}", "--set", f"system.status_file={tmp_path / 'status.json'}",
-         "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "output.run_name=box"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    proc = out_of_box_dry_run(tmp_path, "dpo")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "out of the box: builtin:tiny-qwen3 is untrained and dpo refines a model that already answers" in proc.stdout
     assert "=== stage 1/2: sft" in proc.stdout and "=== stage 2/2: dpo" in proc.stdout

@@ -348,6 +348,14 @@ class ProfileSection(Section):
     )
 
 
+class JudgeOptions(Section):
+    """A judge and its options (``trainer.judges.JUDGES``); each judge subclasses this."""
+
+    model_config = ConfigDict(defer_build=True)  # as OptimizerOptions
+
+    name: str = Field("profile", description="Judge name: profile, reward_model, always (trainer.judges).")
+
+
 class InferenceSection(Section):
     preview_every_steps: int = Field(
         50, ge=0, description="Generate probe previews every this many steps (0: only at end)."
@@ -368,6 +376,17 @@ class InferenceSection(Section):
     temperature: float = Field(0.0, ge=0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass when sampling.")
     repetition_penalty: float = Field(1.0, gt=0, description="transformers repetition penalty.")
+    win_rate_every_steps: int = Field(
+        0, ge=0, description="Every this many steps (and at the end), the judge compares the model's answers to the "
+        "held-out prompts with the starting model's: the win rate in the status file (0: never)."
+    )
+    judge: SerializeAsAny[JudgeOptions] = Field(
+        default_factory=JudgeOptions, validate_default=True,
+        description="The judge of win rates (here and daemon.min_win_rate): a name (profile, reward_model, always) "
+        "or {\"name\": ..., options}.",
+    )
+
+    _judge = field_validator("judge", mode="wrap")(named_options("judge", JudgeOptions))
 
 
 class OutputSection(Section):
@@ -455,6 +474,10 @@ class DaemonSection(Section):
     loss_tolerance: float = Field(
         0.05, ge=0, description="A candidate's eval loss may exceed the hero's by this fraction."
     )
+    min_win_rate: float | None = Field(
+        None, ge=0, le=1, description="Promote only if the judge (inference.judge) prefers the candidate's answers to "
+        "the hero's on the job's held-out prompts at least this often (ties count half; e.g. 0.5); unset: not judged."
+    )
     keep_rejected: int = Field(
         3, ge=0, description="Rejected candidate models kept for inspection (newest first)."
     )
@@ -505,6 +528,10 @@ class StageSection(Section):
         default_factory=MethodOptions, validate_default=True, description="The stage's method and options."
     )
     max_steps: int = Field(..., ge=1, description="Optimizer steps of this stage.")
+    model_path: PathText | None = Field(
+        None, description="The model this stage starts from (a local folder or a builtin); unset: the model the "
+        "previous stage saved (the first stage: model.path)."
+    )
     dataset_path: list[PathText] | None = Field(
         None, description="The stage's own data files or folders; unset: data.dataset_path."
     )

@@ -124,6 +124,11 @@ def format_summary(result: JobResult) -> str:
     if "heldout_reward" in m:
         start = f"{format_number(m['heldout_reward_at_start'])} at start -> " if "heldout_reward_at_start" in m else ""
         lines.insert(2, f"held-out reward: {start}{format_number(m['heldout_reward'])} at end (mean over the probes)")
+    if m.get("win_rate_judge"):
+        lines.insert(-1, (
+            f"win rate over the starting model: {format_number(m.get('win_rate'))} (judge {m['win_rate_judge']}: "
+            f"{m.get('win_rate_wins', 0)} wins, {m.get('win_rate_ties', 0)} ties, {m.get('win_rate_losses', 0)} losses)"
+        ))
     if not m.get("probes"):  # a model that does not generate (reward, classify) answers no probes
         del lines[1]
     return "\n".join(lines)

@@ -18,6 +18,8 @@ from core.run_layout import RunLayout
 from trainer.config.schema import TrainerConfig
 from trainer.core.context import JobResult, is_main_process
 from trainer.core.resume import STAGE_PREFIX
+from trainer.methods import method_class
+from trainer.methods.base import STAGE_REFERENCE
 
 if TYPE_CHECKING:
     from trainer.core.engine import TrainerEngine
@@ -51,11 +53,19 @@ def stage_configs(config: TrainerConfig, run_dir: Path) -> list[TrainerConfig]:
         # A stage resumes only inside a job that resumes; a fresh job refuses stage folders
         # with checkpoints already (trainer.core.resume.plan_run).
         data["output"]["resume"] = "auto" if config.output.resume is not None else None
-        if previous is not None and not config.debug.dry_run:  # a dry run trains no model to hand on
+        if stage.model_path is not None:
+            data["model"]["path"] = stage.model_path
+        elif previous is not None and not config.debug.dry_run:  # a dry run trains no model to hand on
             data["model"]["path"] = str(previous)
+        for key in method_class(stage.method.name).stage_references:  # "stage:N": the model stage N saves
+            reference = data["method"].get(key)
+            if isinstance(reference, str) and reference.startswith(STAGE_REFERENCE) and not config.debug.dry_run:
+                number = int(reference[len(STAGE_REFERENCE):])
+                data["method"][key] = str(run_dir / stage_name(number, config.stages[number - 1].method.name) / "model")
         out.append(TrainerConfig.model_validate(data))
         previous = run_dir / name / "model"
     return out
+
 
 
 def run_curriculum(engine: TrainerEngine, config: TrainerConfig, run_dir: Path, sources: dict[str, str]) -> JobResult:

@@ -7,10 +7,11 @@ something worth having. Two things are filled in, each said in one console line 
 
 - **data**: a method whose data shape is not conversations, given the bundled conversations,
   trains on the bundled file of its own shape (``trainer.data.bundled``);
-- **start**: a method that refines a model which already answers (``Method.refine_stage``: DPO,
-  KTO, SimPO, GRPO, RLOO, PPO), asked to start from an untrained builtin model on the bundled data, runs as a
-  two-stage curriculum: SFT on the bundled conversations with the job's steps, then the method
-  with its refine settings.
+- **start**: a method asked to start from an untrained builtin model on the bundled data may run
+  as stages instead (``Method.out_of_box_stages``): a method that refines a model which already
+  answers (``Method.refine_stage``: DPO, KTO, SimPO, GRPO, RLOO, PPO) runs SFT on the bundled
+  conversations with the job's steps, then the method with its refine settings; distillation
+  with no teacher first trains the embedded teacher by SFT, then distils it into the job's model.
 
 What the user chose themselves (their own data files, a model folder, stages) is left alone.
 The pre-flight checks (``--validate``, and a resume's comparison with the run it continues) see
@@ -24,10 +25,8 @@ from pathlib import Path
 from trainer.config.schema import TrainerConfig
 from trainer.data.bundled import BUNDLED, CONVERSATIONS
 from trainer.methods import method_class
+from trainer.methods.base import shown
 from trainer.models.builtin import BUILTIN_PREFIX
-
-# SFT's steps when the job sets epochs instead of steps (a stage counts steps).
-FALLBACK_SFT_STEPS = 300
 
 
 def fill_in(config: TrainerConfig) -> tuple[TrainerConfig, list[str]]:
@@ -40,29 +39,20 @@ def fill_in(config: TrainerConfig) -> tuple[TrainerConfig, list[str]]:
             own = _bundled_for(stage.method.name)
             if stage.dataset_path is None and bundled_job_data and own is not None:
                 data["stages"][number]["dataset_path"] = [str(own)]
-                notes.append(f"stages[{number}] ({stage.method.name}) trains on the bundled {_shape(stage.method.name)} data {_shown(own)}")
+                notes.append(f"stages[{number}] ({stage.method.name}) trains on the bundled {_shape(stage.method.name)} data {shown(own)}")
         return TrainerConfig.model_validate(data), notes
 
     name = config.method.name
     own = _bundled_for(name)
     if bundled_job_data and own is not None:
         data["data"]["dataset_path"] = [str(own)]
-        notes.append(f"method {name} trains on the bundled {_shape(name)} data {_shown(own)} (data.dataset_path names the conversations)")
-    refine = method_class(name).refine_stage
+        notes.append(f"method {name} trains on the bundled {_shape(name)} data {shown(own)} (data.dataset_path names the conversations)")
     on_bundled = all(config.resolve_path(p).resolve() in BUNDLED.values() for p in data["data"]["dataset_path"])
-    if refine is not None and config.model.path.startswith(BUILTIN_PREFIX) and on_bundled:
-        sft_steps = config.hyperparams.max_steps or FALLBACK_SFT_STEPS
-        method_data = data["data"]["dataset_path"]
-        data["stages"] = [
-            {"method": {"name": "sft"}, "max_steps": sft_steps, "dataset_path": [str(CONVERSATIONS)]},
-            {"method": data["method"], "dataset_path": method_data, **refine},
-        ]
-        notes.append(
-            f"{config.model.path} is untrained and {name} refines a model that already answers: this job runs "
-            f"2 stages, sft {sft_steps} steps on {_shown(CONVERSATIONS)}, then {name} "
-            + ", ".join(f"{key} {value}" for key, value in refine.items())
-            + ". Set model.path to a trained model folder, or give stages, to choose yourself"
-        )
+    if config.model.path.startswith(BUILTIN_PREFIX) and on_bundled:
+        start = method_class(name).out_of_box_stages(config, data["method"], data["data"]["dataset_path"])
+        if start is not None:
+            data["stages"], note = start
+            notes.append(note)
     return TrainerConfig.model_validate(data), notes
 
 
@@ -80,9 +70,3 @@ def _bundled_for(method: str) -> Path | None:
 def _shape(method: str) -> str:
     return method_class(method).data_shape.replace("_", " ")
 
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

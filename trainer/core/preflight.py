@@ -16,21 +16,10 @@ from pathlib import Path
 
 from trainer.config.schema import TrainerConfig
 from trainer.data.readers import READERS
+from trainer.models.folders import model_folder_problem
 
-BUILTIN_PREFIX = "builtin:"
 DATA_SUFFIXES = tuple(READERS)
 TEMPLATE_KEYWORDS = ("auto", "model", "chatml")
-# Files a Hugging Face tokenizer loads its vocabulary from; a folder with none of them makes
-# transformers build an empty tokenizer silently, and the job would then blame the data.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer.model",
-    "vocab.json",
-    "vocab.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tiktoken.model",
-)
 
 
 def check_config(config: TrainerConfig) -> list[str]:
@@ -42,8 +31,30 @@ def check_config(config: TrainerConfig) -> list[str]:
     return (
         check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config)
         + check_resume(config) + check_kernels(config) + check_schedule(config)
-        + check_lora(config) + check_parallel(config) + check_precision(config)
+        + check_lora(config) + check_parallel(config) + check_precision(config) + check_win_rate(config)
     )
+
+
+def check_win_rate(config: TrainerConfig) -> list[str]:
+    """A win rate (in training, or the daemon's against the hero) needs held-out prompts to answer
+    and a judge that can be built."""
+    from trainer.judges import judge_problems
+    from trainer.methods import method_class
+
+    asked = [key for key, on in (("inference.win_rate_every_steps", config.inference.win_rate_every_steps),
+                                 ("daemon.min_win_rate", config.daemon.min_win_rate is not None)) if on]
+    if not asked:
+        return []
+    problems = judge_problems(config.inference.judge, "inference.judge")
+    if not config.inference.num_probes:
+        problems.append(f"{asked[0]}: the win rate compares answers to the held-out prompts, and "
+                        "inference.num_probes is 0; set it above 0")
+    if "inference.win_rate_every_steps" not in asked:
+        return problems
+    methods = [stage.method.name for stage in config.stages] or [config.method.name]
+    if not any(method_class(name).generates for name in methods):
+        problems.append(f"inference.win_rate_every_steps: method {methods[-1]} does not generate answers to judge")
+    return problems
 
 
 def check_precision(config: TrainerConfig) -> list[str]:
@@ -185,12 +196,34 @@ def check_methods(config: TrainerConfig) -> list[str]:
         for problem in get_method(stage.method).check(config):
             keyed = where + problem[len("method."):] if problem.startswith("method.") else problem
             problems.append(keyed if hybrid else f"{keyed} (stage {number + 1}, {stage.method.name})")
+    problems += stage_reference_problems(config)
     if config.hybrid is not None and method_class(config.hybrid.rl_method.name).data_shape != "prompts":
         problems.append(
             f"hybrid.rl_method.name: {config.hybrid.rl_method.name!r} is not an RL method (one trained on prompts and "
             "rewards: ppo, grpo, rloo)"
         )
     return list(dict.fromkeys(problems))
+
+
+def stage_reference_problems(config: TrainerConfig) -> list[str]:
+    """Each ``stage:N`` an option names must be an earlier stage of the job, which saves a model."""
+    from trainer.methods import method_class
+    from trainer.methods.base import STAGE_REFERENCE
+
+    problems = []
+    methods = [(f"stages[{i}].method", i + 1, stage.method) for i, stage in enumerate(config.stages)] or [("method", 0, config.method)]
+    for where, number, options in methods:
+        for key in method_class(options.name).stage_references:
+            reference = getattr(options, key, None)
+            if not (isinstance(reference, str) and reference.startswith(STAGE_REFERENCE)):
+                continue
+            target = reference[len(STAGE_REFERENCE):]
+            if not config.stages:
+                problems.append(f"{where}.{key}: {reference!r} names a stage, and this job has no stages")
+            elif not target.isdigit() or not 1 <= int(target) < number:
+                problems.append(f"{where}.{key}: {reference!r} must name an earlier stage of the job: stage:1 to stage:{number - 1}"
+                                if number > 1 else f"{where}.{key}: {reference!r}: the first stage has no earlier stage")
+    return problems
 
 
 def check_profile(config: TrainerConfig) -> list[str]:
@@ -242,24 +275,9 @@ def check_paths(config: TrainerConfig) -> list[str]:
 
 
 def check_model_folder(config: TrainerConfig) -> list[str]:
-    """A local model folder has a config and a tokenizer (a builtin is built on first use)."""
-    model = config.model.path
-    if model.startswith(BUILTIN_PREFIX):
-        return []
-    folder = config.resolve_path(model)
-    if not folder.is_dir():
-        return [f"model.path: {folder} does not exist" if not folder.exists() else f"model.path: {folder} is a file, not a model folder"]
-    if not (folder / "config.json").is_file():
-        return [
-            f"model.path: {folder} is not a Hugging Face model folder (no config.json); "
-            "use a local folder or builtin:tiny-qwen3"
-        ]
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        return [
-            f"model.path: {folder} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
-            "copy the tokenizer files of the model into the folder (tokenizer.save_pretrained)"
-        ]
-    return []
+    """The job's model folder has a config and a tokenizer (a builtin is built on first use)."""
+    problem = model_folder_problem(config, config.model.path, "model.path")
+    return [problem] if problem else []
 
 
 def check_outputs(config: TrainerConfig) -> list[str]:

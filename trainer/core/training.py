@@ -19,6 +19,7 @@ from trainer.core.divergence import (
     advice,
     nonfinite_parameters,
 )
+from trainer.judges import build_judge
 from trainer.methods import get_method
 from trainer.monitoring.callbacks import (
     ConsoleProgressCallback,
@@ -27,6 +28,7 @@ from trainer.monitoring.callbacks import (
     StatusCallback,
 )
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
+from trainer.monitoring.win_rate import WinRateCallback, WinRateTracker
 
 
 def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new_tokens: int) -> None:
@@ -96,6 +98,14 @@ def _probe_figures(s: JobContext, method: Any, probes: list[Any], summary: Any, 
     return figures
 
 
+def _win_rate_tracker(s: JobContext, probes: list[Any], log: JsonlLog) -> WinRateTracker | None:
+    """The win rate against the starting model, when the job measures it (rank 0: it answers the probes)."""
+    if not s.config.inference.win_rate_every_steps or not probes:
+        return None
+    judge = build_judge(s.config.inference.judge, s.profile, s.device)
+    return WinRateTracker(judge, probes, s.run_dir, s.writer, log)
+
+
 def train_and_save(s: JobContext) -> JobResult:
     from trainer.models import lora
     from trainer.models.loading import load_model, pick_device, resolve_precision
@@ -129,6 +139,9 @@ def train_and_save(s: JobContext) -> JobResult:
         preview_cb,
         s.stopper,
     ]
+    tracker = _win_rate_tracker(s, probes, metrics_log)
+    if tracker is not None:
+        callbacks.append(WinRateCallback(tracker, backend, config.inference.win_rate_every_steps))
     trainer = method.build(s, model, callbacks)
     resume = _resume_from(s)
     if resume is not None:
@@ -141,6 +154,13 @@ def train_and_save(s: JobContext) -> JobResult:
         writer.set_phase("evaluating")
         before = backend.run(model, 0, limit=len(probes))
         preview_cb.record(before)
+    if tracker is not None and not (resume is not None and tracker.load_start()):
+        if resume is not None:
+            print("win rate: this run saved no starting answers; it is measured against the model it resumed from",
+                  file=s.console, flush=True)
+        writer.set_phase("evaluating")
+        start = before if before is not None else backend.run(model, 0, limit=len(probes))
+        tracker.keep_start([r.model_output for r in start.records])
     writer.set_phase("training")
     trainer.train(resume_from_checkpoint=resume)
     if distributed.any_rank(s.stopper.received is not None):  # all ranks stop, or none
@@ -153,6 +173,10 @@ def train_and_save(s: JobContext) -> JobResult:
     summary = backend.run(model, step, loss=writer.status.loss, limit=len(probes)) if probes else PreviewSummary([])
     preview_cb.record(summary)
     method_figures = method.final_metrics(s, trainer)
+    if tracker is not None:
+        won = tracker.measure(step, [r.model_output for r in summary.records])
+        method_figures.update(win_rate=won.rate, win_rate_wins=won.wins, win_rate_ties=won.ties, win_rate_losses=won.losses,
+                              win_rate_judge=config.inference.judge.name)
     method_figures.update(_probe_figures(s, method, probes, summary, before))
 
     writer.set_phase("saving")

@@ -96,6 +96,10 @@ def training_lines(s: dict[str, Any], metrics: list[dict[str, Any]], previews: l
     figures = _figures_line(s.get("method"), s.get("method_metrics"))
     if figures:
         lines.append(figures)
+    won = (s.get("win_rates") or [None])[-1]
+    if isinstance(won, dict) and _finite(won.get("win_rate")):
+        lines.append(f"win rate over the starting model {100 * won['win_rate']:.0f}% at step {won.get('step')} "
+                     f"({won.get('wins')} won, {won.get('ties')} tied, {won.get('losses')} lost)")
     losses = [m["loss"] for m in metrics if _finite(m.get("loss"))]
     if losses:
         lines.append(f"loss curve {sparkline(losses)}  ({losses[0]:.3f} -> {losses[-1]:.3f})")

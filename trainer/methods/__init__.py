@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, create_model, field_validator
 from trainer.config.schema import MethodOptions, unknown_name_model, use_options
 from trainer.methods.base import Method
 from trainer.methods.classify import Classify
+from trainer.methods.distill import Distill
 from trainer.methods.dpo import DPO
 from trainer.methods.grpo import GRPO
 from trainer.methods.kto import KTO
@@ -26,7 +27,7 @@ from trainer.methods.rloo import RLOO
 from trainer.methods.sft import SFT
 from trainer.methods.simpo import SimPO
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify, GRPO, RLOO, PPO)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (SFT, DPO, ORPO, SimPO, KTO, Reward, Classify, GRPO, RLOO, PPO, Distill)}
 
 
 class UnknownMethodError(ValueError):

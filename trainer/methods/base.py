@@ -8,6 +8,7 @@ libraries inside :meth:`Method.build`. The engine core names no method: it asks 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainer import optim
@@ -16,6 +17,22 @@ from trainer.config.schema import MethodOptions
 if TYPE_CHECKING:
     from trainer.config.schema import TrainerConfig
     from trainer.core.context import JobContext
+
+
+# SFT's steps out of the box when the job sets epochs instead of steps (a stage counts steps).
+FALLBACK_SFT_STEPS = 300
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working folder where it is inside it (console lines)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# How an option names the model a stage of this job saves: "stage:1" is stage 1's model/.
+STAGE_REFERENCE = "stage:"
 
 
 class Method:
@@ -36,6 +53,10 @@ class Method:
     # first trains SFT and then this method with them (trainer.core.out_of_box).
     refine_stage: ClassVar[dict[str, Any] | None] = None
 
+    # Option fields that may name a stage of the job, "stage:N": the model stage N saves
+    # (trainer.core.curriculum resolves them; a distillation teacher trained by stage 1).
+    stage_references: ClassVar[tuple[str, ...]] = ()
+
     # Whether the job answers the probes with the starting model too, whatever
     # inference.evaluate_at_start says: an RL method's summary says its reward before and after.
     evaluates_at_start: ClassVar[bool] = False
@@ -43,6 +64,30 @@ class Method:
     # Whether build() gives the trainer an eval dataset when its arguments ask to evaluate (a
     # schedule on the held-out loss, hyperparams.scheduler reduce_on_plateau, needs one).
     evaluates_heldout_loss: ClassVar[bool] = False
+
+    @classmethod
+    def out_of_box_stages(cls, config: TrainerConfig, method: dict[str, Any], dataset_path: list[str]) -> tuple[list[dict[str, Any]], str] | None:
+        """The stages (raw, as a config writes them) this method runs as when the job asks it to
+        start from an untrained builtin model on the bundled data, and the console line that says
+        so; None: it runs as asked (``trainer.core.out_of_box``). ``method`` is the job's method
+        options, ``dataset_path`` its data. By default a method with a ``refine_stage`` first
+        trains SFT on the bundled conversations for the job's steps."""
+        from trainer.data.bundled import CONVERSATIONS
+
+        if cls.refine_stage is None:
+            return None
+        sft_steps = config.hyperparams.max_steps or FALLBACK_SFT_STEPS
+        stages = [
+            {"method": {"name": "sft"}, "max_steps": sft_steps, "dataset_path": [str(CONVERSATIONS)]},
+            {"method": method, "dataset_path": dataset_path, **cls.refine_stage},
+        ]
+        note = (
+            f"{config.model.path} is untrained and {cls.name} refines a model that already answers: this job runs "
+            f"2 stages, sft {sft_steps} steps on {shown(CONVERSATIONS)}, then {cls.name} "
+            + ", ".join(f"{key} {value}" for key, value in cls.refine_stage.items())
+            + ". Set model.path to a trained model folder, or give stages, to choose yourself"
+        )
+        return stages, note
 
     def __init__(self, options: MethodOptions):
         self.options = options

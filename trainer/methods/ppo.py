@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from trainer.methods.base import make_trainer
+from trainer.config.schema import PathText
+from trainer.methods.base import STAGE_REFERENCE, make_trainer
 from trainer.methods.dpo import last_logged
 from trainer.methods.rl import RLMethod, RLOptions, check_rl
 from trainer.methods.sft import training_arguments
@@ -77,6 +78,26 @@ class PPOOptions(RLOptions):
     score_scaling: bool = Field(False, description="Divide scores by the running std of all scores so far.")
     score_norm: bool = Field(False, description="Subtract the running mean of all scores, then divide by their running std.")
     score_clip: float | None = Field(None, gt=0, description="Clip scores (after scaling) to [-score_clip, score_clip].")
+    teacher: PathText | None = Field(
+        None,
+        description="A teacher (seed 004): a local causal-LM folder, or 'stage:N' for a stage of this job, whose mean "
+        "log-probability of each completion (reward 'teacher') joins the reward with teacher_weight.",
+    )
+    teacher_weight: float = Field(0.5, gt=0, le=1, description="With a teacher: its share of the reward; the reward spec has the rest.")
+
+    def reward_spec(self, config: TrainerConfig) -> Any:
+        """The reward spec, with the teacher's log-probabilities as a weighted component when
+        there is a teacher (the spec unset: the profile's default beside it)."""
+        if self.teacher is None:
+            return self.reward
+        from trainer.methods.distill import resolve_folder
+
+        folder = resolve_folder(config, self.teacher)  # a builtin is built on first use
+        teacher = {"type": "teacher", "model_path": str(folder), "weight": self.teacher_weight}
+        if self.teacher_weight == 1:
+            return {key: value for key, value in teacher.items() if key != "weight"}
+        rest = self.reward if self.reward is not None else {"type": "profile"}
+        return {"type": "weighted_sum", "components": [{**rest, "weight": 1 - self.teacher_weight}, teacher]}
 
     @model_validator(mode="after")
     def _adaptive_needs_a_start(self) -> PPOOptions:
@@ -94,12 +115,18 @@ class PPO(RLMethod):
     # A PPO update is several times a GRPO step's work (ppo_epochs passes): fewer steps, so the
     # out-of-the-box job stays a few minutes.
     refine_stage = {"max_steps": 15, "learning_rate": 1e-4}
+    stage_references = ("teacher",)
 
     def check(self, config: TrainerConfig) -> list[str]:
         options: PPOOptions = self.options  # type: ignore[assignment]
         # No group rule (num_generations divides the batch; GRPO's and RLOO's): a PPO batch is
         # any number of prompts times any number of completions each.
         problems = check_rl(self.name, options, config, groups=False)
+        if options.teacher is not None and not options.teacher.startswith(STAGE_REFERENCE):
+            from trainer.models.folders import model_folder_problem
+
+            problem = model_folder_problem(config, options.teacher, "method.teacher")
+            problems += [problem] if problem else []
         hp = config.hyperparams
         if hp.gradient_accumulation_steps != 1:
             problems.append(

@@ -681,7 +681,7 @@ def build_setup(context: JobContext, options: PPOOptions, reference: Any) -> PPO
     return PPOSetup(
         options=options,
         reference=reference,
-        reward=build_reward(options.reward, rewards_context, "method.reward"),
+        reward=build_reward(options.reward_spec(context.config), rewards_context, "method.reward"),
         template=tok.template,
         reference_column=rewards_context.reference_column,
         stops=stops,

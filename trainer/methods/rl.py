@@ -42,6 +42,10 @@ class RLOptions(MethodOptions):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the completions.")
     beta: float = Field(0.0, ge=0, description="KL coefficient against the reference (the starting model); 0: none loaded.")
 
+    def reward_spec(self, config: TrainerConfig) -> Any:
+        """The reward spec the job scores with (``reward``; None: the profile's default)."""
+        return self.reward
+
 
 def check_rl(name: str, options: RLOptions, config: TrainerConfig, groups: bool = True) -> list[str]:
     """Problems every RL method shares: the reward spec, and (``groups``: GRPO, RLOO) groups of
@@ -74,7 +78,7 @@ def reward_funcs(context: JobContext, options: RLOptions) -> tuple[list[Any], li
     from trainer.rewards import RewardContext, trl_reward_funcs
 
     rewards_context = RewardContext(profile=context.profile, device=context.device)
-    return trl_reward_funcs(options.reward, rewards_context, key="method.reward", stops=context.stop_sequences)
+    return trl_reward_funcs(options.reward_spec(context.config), rewards_context, key="method.reward", stops=context.stop_sequences)
 
 
 def generate_as_the_profile(model: Any, context: JobContext) -> None:
@@ -114,15 +118,14 @@ def without_normalising(spec: Any) -> Any:
 def probe_reward(context: JobContext, options: RLOptions, probes: list[Any], answers: list[str]) -> dict[str, Any]:
     """``heldout_reward``: the mean reward (the job's spec, before any normalising post-processing)
     of the probes' answers."""
+    from trainer.judges import judged_inputs
     from trainer.rewards import RewardContext, build_reward
 
     # Raw rewards: a fresh normalising post-processor would standardise the probes against each
     # other and report about 0 at the start and at the end, whatever training did.
-    spec = without_normalising(options.reward)
+    spec = without_normalising(options.reward_spec(context.config))
     node = build_reward(spec, RewardContext(profile=context.profile, device=context.device), key="method.reward")
-    prompts = [p.messages[-1]["content"] for p in probes]
-    rows = [{"expected": p.golden, "prompt_messages": p.messages, "source": p.source} for p in probes]
-    references = [p.reference or None for p in probes]  # a fixed probe prompt has none
+    prompts, references, rows = judged_inputs(probes)
     scores = [v for v in node.score(prompts, answers, references, rows) if v is not None]
     return {"heldout_reward": sum(scores) / len(scores) if scores else None}
 

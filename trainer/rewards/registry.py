@@ -18,6 +18,7 @@ from trainer.rewards.perplexity import Perplexity
 from trainer.rewards.profile_rewards import AnswerReward, FormatReward
 from trainer.rewards.sentiment import Sentiment
 from trainer.rewards.style import STYLE_REWARDS
+from trainer.rewards.teacher import Teacher
 from trainer.rewards.text_match import TEXT_MATCH_REWARDS
 
 REWARDS: dict[str, type[Reward]] = {
@@ -29,6 +30,7 @@ REWARDS: dict[str, type[Reward]] = {
         *STYLE_REWARDS,
         Sentiment,
         Perplexity,
+        Teacher,
         *CLASSIFIER_REWARDS,
         *EMBEDDING_REWARDS,
     )

@@ -86,6 +86,12 @@ function renderTraining(s) {
   text("tps", shown(s.tokens_per_sec, (x) => x.toFixed(0)));
   text("format-pct", shown(s.format_ok_percent, (x) => x.toFixed(0) + "%"));
   text("accuracy", shown(s.accuracy_percent, (x) => x.toFixed(0) + "%"));
+  // the judge's win rate over the starting model, with the step it was measured at
+  const points = Array.isArray(s.win_rates) ? s.win_rates : [];
+  const latest = points.length ? points[points.length - 1] : null;
+  $("win-rate-item").hidden = !latest;
+  text("win-rate", latest ? `${shown(latest.win_rate, (x) => (100 * x).toFixed(0) + "%") ?? "–"} at step ${latest.step} ` +
+    `(${latest.wins} won, ${latest.ties} tied, ${latest.losses} lost)` : null);
   const d = s.data || {};
   $("data").textContent = d.rows_total ? `data: ${d.rows_used} rows trained, ${d.rows_held_out} held out, ${d.rows_rejected} rejected, ${d.rows_truncated} truncated` : "";
   const failed = view.state === "failed" || Boolean(s.error_message || s.error_type);
