@@ -65,7 +65,9 @@ def decide(candidate: EvalMetrics, hero: EvalMetrics, rules: DaemonSection) -> t
         and candidate.eval_loss > hero.eval_loss * (1 + rules.loss_tolerance)
     ):
         reasons.append(f"eval loss {candidate.eval_loss:.4f} > hero {hero.eval_loss:.4f} x (1 + {rules.loss_tolerance})")
-    if rules.min_win_rate is not None and candidate.win_rate is not None and candidate.win_rate < rules.min_win_rate:
+    if rules.min_win_rate is not None and candidate.win_rate is None:
+        reasons.append("no win rate over the hero was measured (no held-out answers to judge), and daemon.min_win_rate asks for one")
+    elif rules.min_win_rate is not None and candidate.win_rate < rules.min_win_rate:  # type: ignore[operator]
         reasons.append(f"win rate over the hero {candidate.win_rate:.2f} < {rules.min_win_rate} (daemon.min_win_rate)")
     return not reasons, reasons
 

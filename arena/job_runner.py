@@ -119,21 +119,25 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if code != EXIT_OK or result is None or not is_main_process():
         return code  # the evaluation is rank 0's
-    return evaluate_job(args.job_dir, config, result, writer)
+    # the promotion's judge and rate are the daemon's (its config without the job's overrides):
+    # a job cannot judge itself
+    return evaluate_job(args.job_dir, config, result, writer, daemon=ConfigLoader(args.config).apply({}, source="daemon"))
 
 
-def win_rate(config, profile, probes, answers: list[str], hero_answers: list[str]) -> float | None:
-    """How often the job's judge prefers the candidate's answers to the hero's (ties count half)."""
+def win_rate(daemon, profile, probes, answers: list[str], hero_answers: list[str]) -> float | None:
+    """How often the daemon's judge prefers the candidate's answers to the hero's (ties count half)."""
     from trainer.judges import WinRate, build_judge, judged_inputs
     from trainer.models.loading import pick_device
 
-    judge = build_judge(config.inference.judge, profile, pick_device(config.system.device))
+    judge = build_judge(daemon.inference.judge, profile, pick_device(daemon.system.device))
     prompts, references, rows = judged_inputs(probes)
     return WinRate.of(judge.pairwise(prompts, answers, hero_answers, references, rows)).rate
 
 
-def evaluate_job(job_dir: Path, config, result, writer) -> int:
-    """Evaluate the candidate and the model it started from on the job's held-out rows."""
+def evaluate_job(job_dir: Path, config, result, writer, daemon=None) -> int:
+    """Evaluate the candidate and the model it started from on the job's held-out rows; with
+    the daemon's ``daemon.min_win_rate`` (``daemon``: its config; default the job's), its judge
+    measures the candidate's win rate over the hero."""
     from arena.evaluate import evaluate_answers
     from trainer.models.loading import model_folder
     from trainer.profiles import get_profile
@@ -144,8 +148,9 @@ def evaluate_job(job_dir: Path, config, result, writer) -> int:
         profile = get_profile(config.profile.name, config.profile.options)
         candidate, answers = evaluate_answers(result.model_path, result.probes, profile, config)
         hero, hero_answers = evaluate_answers(model_folder(config), result.probes, profile, config)
-        if config.daemon.min_win_rate is not None and answers:
-            candidate.win_rate = win_rate(config, profile, result.probes, answers, hero_answers)
+        daemon = daemon if daemon is not None else config
+        if daemon.daemon.min_win_rate is not None and answers:
+            candidate.win_rate = win_rate(daemon, profile, result.probes, answers, hero_answers)
     finally:
         writer.stop_heartbeat()
     report = {

@@ -258,3 +258,32 @@ def test_page_charts_an_rl_runs_reward_and_shows_its_sampled_completions(server,
     table = dom.elements[dom.elements.index(dom.id("samples")):dom.elements.index(dom.id("data"))]
     cells = [e["text"] for e in table if e["tag"] == "td"]
     assert cells == ["Ann has 2 pens. How many?", "Step 1: 2 pens.\nAnswer: 2", "1", "Ann has 2 pens. How many?", "two", "0"]
+
+
+@needs_chromium
+def test_page_shows_the_win_rate_and_charts_it(server, files, tmp_path):
+    run = tmp_path / "run"
+    write_sft(files, run)
+    dom = browse(tmp_path, f"http://127.0.0.1:{server.server_port}/")
+    assert "hidden" in dom.id("win-rate-item")["attrs"]  # not measured: not shown
+    TrainingStatusWriter(files.training_status, run_name="sft-run", run_dir=str(run)).update(
+        phase="training", current_step=4, total_steps=8, win_rate=0.625,
+        win_rates=[{"step": 2, "win_rate": 0.5, "wins": 1, "ties": 2, "losses": 1},
+                   {"step": 4, "win_rate": 0.625, "wins": 2, "ties": 1, "losses": 1}])
+    log = JsonlLog(run / "metrics.jsonl")
+    for step, rate in ((2, 0.5), (4, 0.625)):
+        log.append({"step": step, "win_rate": rate})
+    dom = browse(tmp_path, f"http://127.0.0.1:{server.server_port}/")
+    assert "hidden" not in dom.id("win-rate-item")["attrs"]
+    assert dom.id("win-rate")["text"] == "63% at step 4 (2 won, 1 tied, 1 lost)"
+    assert "figure-chart-win-rate" in chart_ids(dom)
+    points = chart_elements(dom, "figure-chart-win-rate", "polyline")
+    assert [p["attrs"]["data-key"] for p in points] == ["win_rate"]
+
+
+def test_terminal_view_shows_the_win_rate(files, tmp_path):
+    run = tmp_path / "run"
+    write_sft(files, run)
+    TrainingStatusWriter(files.training_status, run_name="sft-run", run_dir=str(run)).update(
+        phase="training", win_rates=[{"step": 4, "win_rate": 0.625, "wins": 2, "ties": 1, "losses": 1}])
+    assert "win rate over the starting model 62% at step 4 (2 won, 1 tied, 1 lost)" in render(files)

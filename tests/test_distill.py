@@ -110,8 +110,13 @@ def test_a_stage_reference_must_name_an_earlier_stage(tmp_path, builtin_cache):
 
     assert not [p for p in check_config(stages("stage:1")) if "stage:" in p]
     assert "stages[1].method.teacher: 'stage:2' must name an earlier stage of the job: stage:1 to stage:1" in check_config(stages("stage:2"))
+    assert "stages[1].method.teacher: 'stage:²' must name an earlier stage of the job: stage:1 to stage:1" in check_config(stages("stage:²"))
     alone = _distill(tmp_path, builtin_cache, "stage:1")
     assert "method.teacher: 'stage:1' names a stage, and this job has no stages" in check_config(alone)
+    gone = tmp_path / "gone"
+    missing = create_default_config(overrides=job_values(tmp_path, builtin_cache, stages=[
+        {"method": {"name": "sft"}, "max_steps": 2, "model_path": str(gone)}]))
+    assert f"stages[0].model_path: {gone} does not exist" in check_config(missing)
 
 
 def test_out_of_the_box_a_first_stage_trains_the_embedded_teacher():

@@ -149,6 +149,8 @@ def test_the_daemon_refuses_a_candidate_below_the_win_rate():
     assert decide(EvalMetrics(n=4, format_rate=1.0, accuracy=0.5, win_rate=0.5), hero, rules) == (True, [])
     assert decide(EvalMetrics(n=4, format_rate=1.0, accuracy=0.5, win_rate=0.25), hero, rules) == (
         False, ["win rate over the hero 0.25 < 0.5 (daemon.min_win_rate)"])
+    assert decide(EvalMetrics(n=4, format_rate=1.0, accuracy=0.5), hero, rules) == (False, [
+        "no win rate over the hero was measured (no held-out answers to judge), and daemon.min_win_rate asks for one"])
     unset = create_default_config().daemon
     assert decide(EvalMetrics(n=4, format_rate=1.0, accuracy=0.5, win_rate=0.0), hero, unset) == (True, [])
 
@@ -165,6 +167,10 @@ def test_the_daemons_evaluation_measures_the_win_rate_over_the_hero(tmp_path, bu
     assert evaluate_job(tmp_path, create_default_config(overrides=values), result, TrainingStatusWriter(tmp_path / "s.json")) == 0
     evaluation = json.loads((tmp_path / EVALUATION_FILE).read_text())
     assert evaluation["candidate"]["win_rate"] == 1.0 and evaluation["hero"]["win_rate"] is None
-    values["daemon.min_win_rate"] = None  # not asked: not judged
-    evaluate_job(tmp_path, create_default_config(overrides=values), result, TrainingStatusWriter(tmp_path / "s.json"))
-    assert json.loads((tmp_path / EVALUATION_FILE).read_text())["candidate"]["win_rate"] is None
+    job = create_default_config(overrides={**values, "daemon.min_win_rate": None, "inference.judge": "profile"})
+    evaluate_job(tmp_path, job, result, TrainingStatusWriter(tmp_path / "s.json"))
+    assert json.loads((tmp_path / EVALUATION_FILE).read_text())["candidate"]["win_rate"] is None  # not asked: not judged
+    # the daemon's rate and judge decide, whatever the job's own config says
+    daemon = create_default_config(overrides=values)
+    evaluate_job(tmp_path, job, result, TrainingStatusWriter(tmp_path / "s.json"), daemon=daemon)
+    assert json.loads((tmp_path / EVALUATION_FILE).read_text())["candidate"]["win_rate"] == 1.0

@@ -67,7 +67,6 @@ def stage_configs(config: TrainerConfig, run_dir: Path) -> list[TrainerConfig]:
     return out
 
 
-
 def run_curriculum(engine: TrainerEngine, config: TrainerConfig, run_dir: Path, sources: dict[str, str]) -> JobResult:
     """Run every stage in order; the job's result is the last stage's, with every stage's."""
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ job would trip on, ``--validate`` reports first, each problem naming its key. Li
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from trainer.config.schema import TrainerConfig
@@ -193,7 +194,10 @@ def check_methods(config: TrainerConfig) -> list[str]:
         # hybrid.rl_method.* for the RL stages a hybrid expands into
         hybrid = config.hybrid is not None and stage.method.name != "sft"
         where = "hybrid.rl_method." if hybrid else f"stages[{number}].method."
-        for problem in get_method(stage.method).check(config):
+        # a stage that starts from its own model is checked with that model (e.g. a teacher's tokenizer against it)
+        seen = config if stage.model_path is None else config.model_copy(
+            update={"model": config.model.model_copy(update={"path": stage.model_path})})
+        for problem in get_method(stage.method).check(seen):
             keyed = where + problem[len("method."):] if problem.startswith("method.") else problem
             problems.append(keyed if hybrid else f"{keyed} (stage {number + 1}, {stage.method.name})")
     problems += stage_reference_problems(config)
@@ -220,7 +224,7 @@ def stage_reference_problems(config: TrainerConfig) -> list[str]:
             target = reference[len(STAGE_REFERENCE):]
             if not config.stages:
                 problems.append(f"{where}.{key}: {reference!r} names a stage, and this job has no stages")
-            elif not target.isdigit() or not 1 <= int(target) < number:
+            elif not re.fullmatch(r"[0-9]+", target) or not 1 <= int(target) < number:
                 problems.append(f"{where}.{key}: {reference!r} must name an earlier stage of the job: stage:1 to stage:{number - 1}"
                                 if number > 1 else f"{where}.{key}: {reference!r}: the first stage has no earlier stage")
     return problems
@@ -268,6 +272,9 @@ def check_paths(config: TrainerConfig) -> list[str]:
             problems.append(f"{key}: {path} is an empty file")
 
     problems += check_model_folder(config)
+    for number, stage in enumerate(config.stages):
+        problem = model_folder_problem(config, stage.model_path, f"stages[{number}].model_path") if stage.model_path else None
+        problems += [problem] if problem else []
     template = config.model.chat_template
     if template not in TEMPLATE_KEYWORDS and not config.resolve_path(template).is_file():
         problems.append(f"model.chat_template: template file {config.resolve_path(template)} not found")

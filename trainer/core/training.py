@@ -156,8 +156,8 @@ def train_and_save(s: JobContext) -> JobResult:
         preview_cb.record(before)
     if tracker is not None and not (resume is not None and tracker.load_start()):
         if resume is not None:
-            print("win rate: this run saved no starting answers; it is measured against the model it resumed from",
-                  file=s.console, flush=True)
+            print("win rate: this run saved no starting answers; they are generated now, from the weights the run "
+                  "started from (before its checkpoint loads)", file=s.console, flush=True)
         writer.set_phase("evaluating")
         start = before if before is not None else backend.run(model, 0, limit=len(probes))
         tracker.keep_start([r.model_output for r in start.records])

@@ -47,7 +47,7 @@ TRL_GKD = "trl.experimental.gkd"
 # The teacher out of the box: about 4x the embedded student, with its tokenizer.
 EMBEDDED_TEACHER = "builtin:small-qwen3"
 # The figures distillation logs; the result keeps their last value.
-DISTILL_FIGURES = ("distill/divergence", "distill/nll", "distill/on_policy")
+DISTILL_FIGURES = ("distill/divergence", "distill/nll", "distill/on_policy")  # means over each logging window
 
 
 class DistillOptions(MethodOptions):
@@ -157,9 +157,9 @@ class Distill(Method):
         if options.teacher.startswith("builtin:") and config.model.path.startswith("builtin:"):
             return []  # every builtin shares one tokenizer (trainer.models.builtin)
         student = config.model.path
-        if student.startswith("builtin:"):
-            return []  # built on first use: the job compares the loaded vocabularies
-        teacher_vocab = tokenizer_vocabulary(resolve_folder(config, options.teacher))  # type: ignore[arg-type]
+        if student.startswith("builtin:") or options.teacher.startswith("builtin:"):
+            return []  # a builtin is built on first use (not by --validate): the job compares the loaded vocabularies
+        teacher_vocab = tokenizer_vocabulary(config.resolve_path(options.teacher))
         student_vocab = tokenizer_vocabulary(config.resolve_path(student))
         if teacher_vocab is None or student_vocab is None:
             return []
@@ -241,6 +241,8 @@ def distill_trainer_class() -> type:
                 stop_strings=stops or None,
             )
             generate_as_the_profile(model, context)  # the profile's stops and penalties, as previews
+            self.stops = list(stops)
+            self.eos_ids = {i for i in context.tokens.eos_ids if i is not None}
 
         def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
             # random is seeded by the Trainer and kept in every checkpoint's RNG state: a resumed
@@ -254,9 +256,20 @@ def distill_trainer_class() -> type:
             """The batch's prompts (each row up to its last answer) answered by the student."""
             from trl.models import unwrap_model_for_generation
 
+            from trainer.methods.ppo_trainer import completion_end
+
             prompts = prompts_of(inputs["input_ids"], inputs["labels"], self.processing_class.pad_token_id)
             with unwrap_model_for_generation(model, self.accelerator) as unwrapped, torch.no_grad():
                 ids, mask, labels = GKDTrainer.generate_on_policy_outputs(unwrapped, prompts, self.generation_config)
+            # TRL ends a completion at its first EOS id only; one that stopped on a stop string is
+            # padded after it, and the pad token may itself be a stop (<|endoftext|> is one for the
+            # bundled profiles): end each where generation stopped, as PPO does
+            width = prompts["prompts"].shape[1]
+            decode = lambda tokens: self.processing_class.decode(tokens, skip_special_tokens=False)  # noqa: E731
+            for row, generated in enumerate(ids[:, width:].tolist()):
+                length, _ = completion_end(generated, self.eos_ids, self.stops, decode)
+                mask[row, width + length:] = 0
+                labels[row, width + length:] = -100
             # left-padded prompts: positions count real tokens, as generate counted them
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
@@ -264,7 +277,8 @@ def distill_trainer_class() -> type:
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
             on_policy = getattr(self, "on_policy_step", False)
             labels = inputs["labels"]
-            forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+            # every model input the collator made (padding-free rows carry their sequence bounds), as SFT's loss
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
             outputs = model(**forward, use_cache=False)
             with torch.no_grad():
                 teacher_logits = self.teacher_model(**forward, use_cache=False).logits
