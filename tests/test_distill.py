@@ -124,7 +124,8 @@ def test_out_of_the_box_a_first_stage_trains_the_embedded_teacher():
 
     config, notes = fill_in(create_default_config(overrides={"method": {"name": "distill", "divergence": "jsd"}}))
     first, second = config.stages
-    assert (first.method.name, first.model_path, first.max_steps) == ("sft", "builtin:small-qwen3", 300)
+    assert (first.method.name, first.model_path, first.max_steps, first.cache) == ("sft", "builtin:small-qwen3", 300, True)
+    assert not second.cache
     assert (second.method.name, second.model_path, second.max_steps) == ("distill", "builtin:tiny-qwen3", 300)
     assert (second.method.teacher, second.method.divergence) == ("stage:1", "jsd")
     assert notes and "sft 300 steps of the embedded teacher builtin:small-qwen3" in notes[0]
@@ -313,3 +314,51 @@ def test_a_stage_distils_the_teacher_an_earlier_stage_trained(tmp_path, builtin_
     student = json.loads((result.model_path / "config.json").read_text())
     assert (first["hidden_size"], student["hidden_size"]) == (256, 128)
     assert [r["distill/divergence"] > 0 for r in _records(run / "stage-2-distill")] == [True] * 3
+
+
+def test_a_stage_cache_key_is_what_decides_the_weights(tmp_path, builtin_cache):
+    from trainer.core.stage_cache import cache_key
+
+    def key(**values):
+        return cache_key(create_default_config(overrides=job_values(tmp_path, builtin_cache, **values)))
+
+    base = key()
+    assert key(**{"output.output_dir": str(tmp_path / "elsewhere"), "inference.num_probes": 2}) == base  # places, probes: not
+    assert key(**{"hyperparams.max_steps": 13}) != base and key(**{"model.path": "builtin:small-qwen3"}) != base
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "train.jsonl", copy / "train.jsonl")
+    assert key(**{"data.dataset_path": [str(copy / "train.jsonl")]}) == base  # the bytes count, not the path
+    (copy / "train.jsonl").write_text((tmp_path / "train.jsonl").read_text() + "\n")
+    assert key(**{"data.dataset_path": [str(copy / "train.jsonl")]}) != base
+
+
+@pytest.mark.slow
+def test_a_cached_stage_is_trained_once(tmp_path, builtin_cache):
+    from trainer.core import TrainerEngine
+
+    cache = tmp_path / "models"
+    shutil.copytree(builtin_cache, cache)  # a cache of this test's own: the trained stages land in it
+
+    def job(name, teacher_steps=3):
+        values = job_values(tmp_path, cache, **{"inference.preview_every_steps": 0, "output.run_name": name}, stages=[
+            {"method": {"name": "sft"}, "max_steps": teacher_steps, "model_path": "builtin:small-qwen3", "cache": True},
+            {"method": {"name": "distill", "teacher": "stage:1"}, "max_steps": 2, "model_path": "builtin:tiny-qwen3"},
+        ])
+        return TrainerEngine().run_job(create_default_config(overrides=values))
+
+    first = job("first")
+    [published] = list((cache / "trained").iterdir())
+    assert published.name.startswith("stage-1-sft-") and (published / "model" / "model.safetensors").is_file()
+    second = job("second")
+    teacher = tmp_path / "outputs" / "second" / "stage-1-sft"
+    assert not list(teacher.glob("checkpoint-*"))  # not trained: copied from the cache
+    import torch
+
+    cached, trained = load_weights(teacher / "model"), load_weights(tmp_path / "outputs" / "first" / "stage-1-sft" / "model")
+    assert cached.keys() == trained.keys() and all(torch.equal(cached[k], trained[k]) for k in cached)
+    assert second.final_metrics["stages"][0]["final_metrics"]["from_cache"] == str(published)
+    assert second.final_metrics["stages"][1]["final_metrics"]["distill/divergence"] > 0
+    assert "from_cache" not in first.final_metrics["stages"][0]["final_metrics"]
+    job("third", teacher_steps=4)  # another setting: trained, and cached beside the first
+    assert len(list((cache / "trained").iterdir())) == 2

@@ -538,6 +538,11 @@ class StageSection(Section):
     max_length: int | None = Field(None, ge=8, description="The stage's data.max_length; unset: the job's.")
     learning_rate: float | None = Field(None, gt=0, description="The stage's peak learning rate; unset: the job's.")
     warmup_steps: int | None = Field(None, ge=0, description="The stage's warmup steps; unset: the job's.")
+    cache: bool = Field(
+        False, description="Keep this stage's trained model in model.builtin_cache/trained and, in a later job whose "
+        "stage has the same settings and data, reuse it instead of training (the out-of-the-box distillation "
+        "teacher does)."
+    )
 
     _method = field_validator("method", mode="wrap")(named_options("method", MethodOptions))
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from core.run_layout import RunLayout
 from trainer.config.schema import TrainerConfig
+from trainer.core import stage_cache
 from trainer.core.context import JobResult, is_main_process
 from trainer.core.resume import STAGE_PREFIX
 from trainer.methods import method_class
@@ -72,9 +73,17 @@ def run_curriculum(engine: TrainerEngine, config: TrainerConfig, run_dir: Path, 
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = stage_configs(config, run_dir)
     results = []
-    for index, stage_config in enumerate(configs, start=1):
+    for index, (stage, stage_config) in enumerate(zip(config.stages, configs), start=1):
         print(f"=== stage {index}/{len(configs)}: {stage_config.method.name} ({stage_config.output.run_name})", file=engine.console, flush=True)
+        cached = stage_cache.restore(stage_config) if stage.cache and not config.debug.dry_run else None
+        if cached is not None:
+            print(f"stage {index}: its model is cached from an earlier job with the same settings and data "
+                  f"({cached.final_metrics['from_cache']}); not trained again", file=engine.console, flush=True)
+            results.append(cached)
+            continue
         result = engine.run_single(stage_config, sources, stage=(index, len(configs)))
+        if stage.cache and not result.dry_run:
+            stage_cache.publish(stage_config, result)
         results.append(result)
     last = results[-1]
     stages = [

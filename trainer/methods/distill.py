@@ -123,22 +123,24 @@ class Distill(Method):
     @classmethod
     def out_of_box_stages(cls, config: TrainerConfig, method: dict[str, Any], dataset_path: list[str]) -> tuple[list[dict[str, Any]], str] | None:
         """No teacher on the embedded defaults: stage 1 trains the embedded teacher by SFT on the
-        bundled conversations, stage 2 distils it into the job's (untrained) model, both for the
-        job's steps."""
+        bundled conversations (cached: trained once, ``trainer.core.stage_cache``), stage 2 distils
+        it into the job's (untrained) model, both for the job's steps."""
         from trainer.methods.base import FALLBACK_SFT_STEPS
 
         if method.get("teacher") is not None:
             return None
         steps = config.hyperparams.max_steps or FALLBACK_SFT_STEPS
         stages = [
-            {"method": {"name": "sft"}, "max_steps": steps, "model_path": EMBEDDED_TEACHER, "dataset_path": dataset_path},
+            {"method": {"name": "sft"}, "max_steps": steps, "model_path": EMBEDDED_TEACHER, "dataset_path": dataset_path,
+             "cache": True},
             {"method": {**method, "teacher": f"{STAGE_REFERENCE}1"}, "max_steps": steps, "model_path": config.model.path,
              "dataset_path": dataset_path},
         ]
         note = (
             f"method distill has no teacher (method.teacher): this job runs 2 stages, sft {steps} steps of the embedded "
-            f"teacher {EMBEDDED_TEACHER}, then distill {steps} steps of {config.model.path} from it. Set method.teacher "
-            "to a model folder, or give stages, to choose yourself"
+            f"teacher {EMBEDDED_TEACHER} (cached: a later job with the same settings and data reuses it), then distill "
+            f"{steps} steps of {config.model.path} from it. Set method.teacher to a model folder, or give stages, to "
+            "choose yourself"
         )
         return stages, note
 
