@@ -124,22 +124,13 @@ def run(args: argparse.Namespace) -> int:
     return evaluate_job(args.job_dir, config, result, writer, daemon=ConfigLoader(args.config).apply({}, source="daemon"))
 
 
-def win_rate(daemon, profile, probes, answers: list[str], hero_answers: list[str]) -> float | None:
-    """How often the daemon's judge prefers the candidate's answers to the hero's (ties count half)."""
-    from trainer.judges import WinRate, build_judge, judged_inputs
-    from trainer.models.loading import pick_device
-
-    judge = build_judge(daemon.inference.judge, profile, pick_device(daemon.system.device))
-    prompts, references, rows = judged_inputs(probes)
-    return WinRate.of(judge.pairwise(prompts, answers, hero_answers, references, rows)).rate
-
-
 def evaluate_job(job_dir: Path, config, result, writer, daemon=None) -> int:
     """Evaluate the candidate and the model it started from on the job's held-out rows; with
     the daemon's ``daemon.min_win_rate`` (``daemon``: its config; default the job's), its judge
     measures the candidate's win rate over the hero."""
     from arena.evaluate import evaluate_answers
-    from trainer.models.loading import model_folder
+    from trainer.judges import build_judge, win_rate
+    from trainer.models.loading import model_folder, pick_device
     from trainer.profiles import get_profile
 
     writer.set_phase("evaluating")
@@ -150,7 +141,8 @@ def evaluate_job(job_dir: Path, config, result, writer, daemon=None) -> int:
         hero, hero_answers = evaluate_answers(model_folder(config), result.probes, profile, config)
         daemon = daemon if daemon is not None else config
         if daemon.daemon.min_win_rate is not None and answers:
-            candidate.win_rate = win_rate(daemon, profile, result.probes, answers, hero_answers)
+            judge = build_judge(daemon.inference.judge, profile, pick_device(daemon.system.device))
+            candidate.win_rate = win_rate(judge, result.probes, answers, hero_answers).rate
     finally:
         writer.stop_heartbeat()
     report = {

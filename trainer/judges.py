@@ -20,14 +20,13 @@ Light to import: pydantic only; a judge's reward loads its model on first use.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from trainer.config.schema import JudgeOptions, PathText, unknown_name_model, use_options
+from trainer.config.schema import JudgeOptions, PathText, registry_options, use_options
 
 Row = dict[str, Any]
 
@@ -153,30 +152,28 @@ def register_judge(cls: type[Judge], name: str | None = None) -> type[Judge]:
     return cls
 
 
-def _options_model(name: Any) -> type:
-    if isinstance(name, str) and name in JUDGES:
-        return JUDGES[name].Options
-    return unknown_name_model("UnknownJudge", tuple(sorted(JUDGES)))
-
-
-use_options("judge", _options_model)
+use_options("judge", registry_options(JUDGES, "UnknownJudge", lambda cls: cls.Options))
 
 
 def build_judge(options: JudgeOptions, profile: Any = None, device: str = "cpu") -> Judge:
-    """The judge validated ``options`` name (``inference.judge``, ``daemon.judge``)."""
-    if options.name not in JUDGES:
-        close = difflib.get_close_matches(options.name, list(JUDGES), n=1)
-        raise ValueError(f"unknown judge {options.name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    """The judge that validated ``options`` (``inference.judge``) names; the schema has refused
+    any other name."""
     return JUDGES[options.name](options, profile, device)
 
 
 def judge_problems(options: JudgeOptions, key: str) -> list[str]:
-    """What --validate says about a judge: its reward model folder, read from the file system."""
-    if isinstance(options, RewardModelJudgeOptions):
-        from trainer.rewards import reward_problems
+    """What --validate says about a judge: the problems of its reward spec (a model folder that is
+    not there), read from the file system."""
+    from trainer.rewards import reward_problems
 
-        return reward_problems({"type": "reward_model", "model_path": options.model_path}, key)
-    return []
+    judge = build_judge(options)
+    return reward_problems(judge.spec(), key) if isinstance(judge, RewardJudge) else []
+
+
+def win_rate(judge: Judge, probes: Sequence[Any], answers: Sequence[str], others: Sequence[str]) -> WinRate:
+    """How often ``judge`` prefers ``answers`` to ``others``, the answers to the same ``probes``."""
+    prompts, references, rows = judged_inputs(probes)
+    return WinRate.of(judge.pairwise(prompts, answers, others, references, rows))
 
 
 def judged_inputs(probes: Sequence[Any]) -> tuple[list[str], list[str | None], list[dict[str, Any]]]:

@@ -104,6 +104,19 @@ def unknown_name_model(title: str, known: tuple[str, ...]) -> type[BaseModel]:
     return create_model(title, __config__=ConfigDict(extra="ignore"), name=(Literal[known], ...))  # type: ignore[valid-type]
 
 
+def registry_options(table: dict[str, Any], title: str, options_of: Callable[[Any], type[BaseModel]]) -> Callable[[Any], type[BaseModel]]:
+    """The lookup a registry hands to :func:`use_options`: name -> the options model of
+    ``table[name]`` (``options_of`` reads it off the entry), or, for a name not in the table, a
+    model refusing it (:func:`unknown_name_model`, titled ``title``)."""
+
+    def options(name: Any) -> type[BaseModel]:
+        if isinstance(name, str) and name in table:
+            return options_of(table[name])
+        return unknown_name_model(title, tuple(sorted(table)))
+
+    return options
+
+
 def named_options(kind: str, base: type[BaseModel]) -> Any:
     """The wrap validator of a field whose options depend on its name: ``{"name": ..., ...}`` (or
     the bare name; no name: ``base``'s default) validated against that name's own options model,

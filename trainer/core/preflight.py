@@ -52,7 +52,7 @@ def check_win_rate(config: TrainerConfig) -> list[str]:
                         "inference.num_probes is 0; set it above 0")
     if "inference.win_rate_every_steps" not in asked:
         return problems
-    methods = [stage.method.name for stage in config.stages] or [config.method.name]
+    methods = _method_names(config)
     if not any(method_class(name).generates for name in methods):
         problems.append(f"inference.win_rate_every_steps: method {methods[-1]} does not generate answers to judge")
     return problems

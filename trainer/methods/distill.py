@@ -34,6 +34,7 @@ from pydantic import Field
 
 from trainer.config.schema import MethodOptions, PathText
 from trainer.methods.base import STAGE_REFERENCE, Method, make_trainer
+from trainer.models.builtin import BUILTIN_PREFIX
 
 if TYPE_CHECKING:
     from trainer.config.schema import TrainerConfig
@@ -106,12 +107,9 @@ def vocabulary_mismatch(student: dict[str, int], teacher: dict[str, int]) -> str
 
 def resolve_folder(config: TrainerConfig, spec: str) -> Path | None:
     """The folder a model spec names, building a builtin on first use; None for a stage reference."""
-    from trainer.models.builtin import resolve_model_path
+    from trainer.models.loading import model_folder
 
-    if spec.startswith(STAGE_REFERENCE):
-        return None
-    folder = resolve_model_path(spec, config.resolve_path(config.model.builtin_cache))
-    return folder if folder.is_absolute() else config.resolve_path(folder)
+    return None if spec.startswith(STAGE_REFERENCE) else model_folder(config, spec)
 
 
 class Distill(Method):
@@ -156,11 +154,11 @@ class Distill(Method):
         problem = model_folder_problem(config, options.teacher, "method.teacher")
         if problem:
             return [problem]
-        if options.teacher.startswith("builtin:") and config.model.path.startswith("builtin:"):
-            return []  # every builtin shares one tokenizer (trainer.models.builtin)
         student = config.model.path
-        if student.startswith("builtin:") or options.teacher.startswith("builtin:"):
-            return []  # a builtin is built on first use (not by --validate): the job compares the loaded vocabularies
+        if student.startswith(BUILTIN_PREFIX) or options.teacher.startswith(BUILTIN_PREFIX):
+            # every builtin shares one tokenizer; a builtin is built on first use (not by
+            # --validate), and the job compares the loaded vocabularies
+            return []
         teacher_vocab = tokenizer_vocabulary(config.resolve_path(options.teacher))
         student_vocab = tokenizer_vocabulary(config.resolve_path(student))
         if teacher_vocab is None or student_vocab is None:
@@ -172,7 +170,7 @@ class Distill(Method):
         from trl import SFTConfig
 
         from trainer.config.errors import ConfigError
-        from trainer.methods.sft import training_arguments
+        from trainer.methods.sft import padding_free_rows, training_arguments
         from trainer.models.attention import use_segmented_attention
         from trainer.models.loading import load_model, load_tokenizer
 
@@ -191,12 +189,10 @@ class Distill(Method):
             raise ConfigError([f"method.teacher: {folder}: its vocab_size {teacher.config.get_text_config().vocab_size} is not "
                                f"the student's {model.config.get_text_config().vocab_size}"])
 
-        cpu = context.device in ("cpu", "mps")
-        flash = config.model.attn_implementation == "flash_attention_2"
-        # Padding-free rows as SFT trains them (trainer.methods.sft); on-policy steps rebuild the
-        # batch from its prompts, which needs rows apart, so those jobs keep padded batches.
-        padding_free = options.on_policy == 0 and (config.data.packing or (config.data.padding_free and (cpu or flash)))
-        if padding_free and cpu:
+        # Padding-free rows as SFT trains them; on-policy steps rebuild the batch from its
+        # prompts, which needs rows apart, so those jobs keep padded batches.
+        padding_free = options.on_policy == 0 and padding_free_rows(context)
+        if padding_free and context.device in ("cpu", "mps"):
             use_segmented_attention(model)
             use_segmented_attention(teacher)
         args = training_arguments(

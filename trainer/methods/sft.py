@@ -94,6 +94,15 @@ def heldout_conversations(context: JobContext) -> Any:
     return Dataset.from_dict(columns)
 
 
+def padding_free_rows(context: JobContext) -> bool:
+    """Whether a batch's rows go end to end in one row (packed, or ``data.padding_free``).
+    Padding-free rows are measured fast on CPUs (segmented SDPA) and are flash attention's own
+    format; on a GPU with SDPA they are not measured yet, so batches stay padded there."""
+    data = context.config.data
+    flash = context.config.model.attn_implementation == "flash_attention_2"
+    return data.packing or (data.padding_free and (context.device in ("cpu", "mps") or flash))
+
+
 class SFT(Method):
     name = "sft"
     Options = SFTOptions
@@ -107,10 +116,7 @@ class SFT(Method):
 
         data = context.config.data
         cpu = context.device in ("cpu", "mps")
-        flash = context.config.model.attn_implementation == "flash_attention_2"
-        # Padding-free rows are measured fast on CPUs (segmented SDPA) and are flash attention's
-        # own format; on a GPU with SDPA they are not measured yet, so batches stay padded there.
-        padding_free = data.packing or (data.padding_free and (cpu or flash))
+        padding_free = padding_free_rows(context)
         if padding_free and cpu:
             use_segmented_attention(model)
         args = training_arguments(

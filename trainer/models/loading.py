@@ -8,9 +8,10 @@ from typing import Any
 from trainer.config.schema import TrainerConfig
 from trainer.models.builtin import resolve_model_path
 
-def model_folder(config: TrainerConfig) -> Path:
-    """The local folder to load: a builtin is built on first use, a path is used as given."""
-    spec = config.model.path
+def model_folder(config: TrainerConfig, spec: str | None = None) -> Path:
+    """The local folder to load for ``spec`` (default: ``model.path``): a builtin is built on
+    first use, a path is resolved against the config's base folder."""
+    spec = config.model.path if spec is None else spec
     folder = resolve_model_path(spec, config.resolve_path(config.model.builtin_cache))
     return folder if folder.is_absolute() else config.resolve_path(folder)
 

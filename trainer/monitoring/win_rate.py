@@ -19,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core.training_status import JsonlLog, TrainingStatusWriter, WinRatePoint, write_json_atomic
-from trainer.judges import Judge, WinRate, judged_inputs
+from trainer.judges import Judge, WinRate, judged_inputs, win_rate
 
 START_ANSWERS = "win_rate_start.json"
 
@@ -50,8 +50,7 @@ class WinRateTracker:
 
     def measure(self, step: int, answers: list[str]) -> WinRate:
         assert self.start is not None, "the starting answers come first"
-        prompts, references, rows = judged_inputs(self.probes)
-        result = WinRate.of(self.judge.pairwise(prompts, answers, self.start, references, rows))
+        result = win_rate(self.judge, self.probes, answers, self.start)
         point = WinRatePoint(step=step, win_rate=result.rate, wins=result.wins, ties=result.ties, losses=result.losses)
         history = [p for p in self.writer.status.win_rates if p.step < step]
         self.writer.update(win_rate=result.rate, win_rates=[*history, point])

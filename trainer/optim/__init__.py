@@ -11,26 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pydantic import BaseModel
-
-from trainer.config.schema import HyperParams, unknown_name_model, use_options
+from trainer.config.schema import HyperParams, registry_options, use_options
 from trainer.optim.optimizers import OPTIMIZERS, optimizer_route
 from trainer.optim.schedulers import SCHEDULERS, scheduler_route
 
 
-def _lookup(table: dict[str, Any], title: str) -> Any:
-    """name -> its options model (a table entry's ``options``), for the schema (``use_options``)."""
-
-    def options(name: Any) -> type[BaseModel]:
-        if isinstance(name, str) and name in table:
-            return table[name].options
-        return unknown_name_model(title, tuple(sorted(table)))
-
-    return options
-
-
-use_options("optimizer", _lookup(OPTIMIZERS, "UnknownOptimizer"))
-use_options("scheduler", _lookup(SCHEDULERS, "UnknownScheduler"))
+use_options("optimizer", registry_options(OPTIMIZERS, "UnknownOptimizer", lambda entry: entry.options))
+use_options("scheduler", registry_options(SCHEDULERS, "UnknownScheduler", lambda entry: entry.options))
 
 
 def training_arguments(hp: HyperParams) -> dict[str, Any]:

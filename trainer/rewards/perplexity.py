@@ -38,6 +38,8 @@ class Perplexity(ModelReward):
 
     # neg_log's floor for nothing to score: a mean token loss of 30 nats is far past any real text.
     EMPTY_NLL = 30.0
+    # The mapping that gives exp(-mean NLL) (the others give -mean NLL).
+    EXPONENTIAL = "inverse"
 
     def load(self) -> Any:
         from transformers import AutoModelForCausalLM
@@ -46,10 +48,14 @@ class Perplexity(ModelReward):
         return tokenizer, self.load_model(AutoModelForCausalLM, tokenizer)
 
     def score_many(self, prompts: list[str], completions: list[str], references: list[str | None], rows: list[Row]) -> list[float]:
-        nlls = self.mean_nll(prompts, completions)
-        if self.options.mapping == "inverse":
+        nlls = self.mean_nll(self.contexts(prompts, rows), completions)
+        if self.options.mapping == self.EXPONENTIAL:
             return [0.0 if nll is None else math.exp(-nll) for nll in nlls]
         return [-self.EMPTY_NLL if nll is None else -nll for nll in nlls]
+
+    def contexts(self, prompts: list[str], rows: list[Row]) -> list[str]:
+        """The text each completion is scored after (with ``condition_on_prompt``): the prompt."""
+        return prompts
 
     def mean_nll(self, prompts: list[str], completions: list[str]) -> list[float | None]:
         """Mean negative log-likelihood (nats per token) of each completion; None when it has no

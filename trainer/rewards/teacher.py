@@ -11,7 +11,6 @@ on the rendered conversation rather than the raw prompt text.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import Field
@@ -36,14 +35,11 @@ class Teacher(Perplexity):
 
     name = "teacher"
     Options = TeacherOptions
+    EXPONENTIAL = "probability"
 
-    def score_many(self, prompts: list[str], completions: list[str], references: list[str | None], rows: list[Row]) -> list[float]:
+    def contexts(self, prompts: list[str], rows: list[Row]) -> list[str]:
         tokenizer, _ = self.ensure_loaded()
-        contexts = [self.rendered(tokenizer, prompt, row) for prompt, row in zip(prompts, rows)]
-        nlls = self.mean_nll(contexts, completions)
-        if self.options.mapping == "probability":
-            return [0.0 if nll is None else math.exp(-nll) for nll in nlls]
-        return [-self.EMPTY_NLL if nll is None else -nll for nll in nlls]
+        return [self.rendered(tokenizer, prompt, row) for prompt, row in zip(prompts, rows)]
 
     @staticmethod
     def rendered(tokenizer: Any, prompt: str, row: Row) -> str:
