@@ -314,3 +314,78 @@ def test_optimizer_and_schedule_routes_are_library_names():
     for name in SCHEDULERS:
         hp = create_default_config(overrides={"hyperparams.scheduler": {"name": name, **needs.get(name, {})}}).hyperparams
         assert optim.training_arguments(hp)["lr_scheduler_type"] in {s.value for s in SchedulerType}, name
+
+# --- YAML --------------------------------------------------------------------------------------
+
+
+def test_yaml_config_loads_like_json(tmp_path):
+    path = write(tmp_path / "c.yaml", "hyperparams:\n  learning_rate: 1e-4\n  batch_size: 4\nprofile: {name: emoji_think}\n")
+    loader = ConfigLoader(path)
+    config = loader.load()
+    assert config.hyperparams.learning_rate == pytest.approx(1e-4)  # YAML 1.1 would read "1e-4" as a string
+    assert isinstance(config.hyperparams.learning_rate, float)
+    assert config.hyperparams.batch_size == 4 and config.profile.name == "emoji_think"
+    assert loader.sources["hyperparams.learning_rate"] == str(path)
+    assert config.system.base_dir == str(tmp_path)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = write(tmp_path / "c.yml", "hyperparams:\n  seed: 1\n   batch_size: 2\n")
+    (problem,) = problems_of(ConfigLoader(path).load)
+    assert problem.startswith(f"{path}:3:"), problem
+    assert "invalid YAML" in problem and "mapping values are not allowed here" in problem
+
+
+def test_yaml_keys_get_paths_and_did_you_mean(tmp_path):
+    path = write(tmp_path / "c.yaml", "hyperparams:\n  learning_rat: 0.1\n")
+    (problem,) = problems_of(ConfigLoader(path).load)
+    assert problem.startswith("hyperparams.learning_rat: unknown key") and "learning_rate" in problem
+
+
+def test_yaml_repeated_key_is_refused(tmp_path):
+    path = write(tmp_path / "c.yaml", "hyperparams:\n  seed: 1\n  seed: 2\n")
+    assert problems_of(ConfigLoader(path).load) == [
+        f"{path}: key hyperparams.seed is given 2 times; YAML keeps only the last, so keep one"
+    ]
+
+
+@pytest.mark.parametrize("text, got", [("- 1\n- 2\n", "list"), ("just text\n", "str")])
+def test_yaml_top_level_must_be_mapping(tmp_path, text, got):
+    path = write(tmp_path / "c.yaml", text)
+    assert problems_of(ConfigLoader(path).load) == [f"{path}: the top level must be a YAML mapping, got {got}"]
+
+
+def test_empty_yaml_is_defaults(tmp_path):
+    loaded = ConfigLoader(write(tmp_path / "c.yaml", "# nothing yet\n")).load().model_dump()
+    defaults = TrainerConfig().model_dump()
+    assert loaded["system"].pop("base_dir") == str(tmp_path)
+    defaults["system"].pop("base_dir")
+    assert loaded == defaults
+
+
+def test_default_config_file_may_be_yaml_but_not_two(tmp_path):
+    from trainer.config.loader import default_config_path
+
+    assert default_config_path(None, tmp_path) is None
+    write(tmp_path / "config.yaml", "hyperparams: {seed: 3}\n")
+    assert default_config_path(None, tmp_path) == tmp_path / "config.yaml"
+    write(tmp_path / "config.json", {})
+    (problem,) = problems_of(lambda: default_config_path(None, tmp_path))
+    assert "config.json, config.yaml" in problem and "--config" in problem
+    assert default_config_path("x.yml", tmp_path) == Path("x.yml")
+
+
+def test_print_config_as_yaml_reads_back(tmp_path, capsys):
+    import yaml
+
+    from trainer.cli_main import main
+
+    path = write(tmp_path / "c.yaml", "hyperparams:\n  learning_rate: 2e-5\n")
+    assert main(["--config", str(path), "--print-config", "--format", "yaml", "--set", "hyperparams.seed=9"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["config"]["hyperparams"]["seed"] == 9
+    assert printed["sources"]["hyperparams.seed"] == "--set"
+    assert printed["sources"]["hyperparams.learning_rate"] == str(path)
+    # the printed config is itself a config file that loads to the same values
+    again = write(tmp_path / "again.yaml", yaml.safe_dump(printed["config"]))
+    assert ConfigLoader(again).load().hyperparams.learning_rate == pytest.approx(2e-5)

@@ -9,7 +9,6 @@ Training is the default action; ``dashboard`` serves the web dashboard and ``wat
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from trainer.config import SHORT_FLAGS, ConfigError, ConfigLoader, TrainerConfig  # noqa: E402
-from trainer.config.loader import default_config_path, flag_dest  # noqa: E402
+from trainer.config.loader import CONFIG_FORMATS, default_config_path, dump_config, flag_dest  # noqa: E402
 from trainer.config.errors import section_at  # noqa: E402
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -41,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "each has its own --help.",
     )
     parser.add_argument(
-        "--config", metavar="PATH", help="JSON config file (default: ./config.json if present)."
+        "--config", metavar="PATH",
+        help="JSON or YAML (.yaml / .yml) config file (default: ./config.json, config.yaml or config.yml if present).",
     )
     for flag in SHORT_FLAGS:
         extra = f" Clears {', '.join(flag.clears)}." if flag.clears else ""
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--print-config",
         action="store_true",
-        help="Print the merged config as JSON with each value's source, then exit.",
+        help="Print the merged config with each value's source (as --format says), then exit.",
     )
     mode.add_argument(
         "--validate",
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Print the configuration reference (Markdown) generated from the schema.",
     )
+    parser.add_argument(
+        "--format", choices=CONFIG_FORMATS, default="json", help="What --print-config writes: json (default) or yaml."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log at DEBUG level.")
     return parser
 
@@ -100,7 +103,7 @@ def load_config(args: argparse.Namespace) -> tuple[TrainerConfig, ConfigLoader]:
 
 
 def _print_config(config: TrainerConfig, loader: ConfigLoader, args: argparse.Namespace) -> int:
-    print(json.dumps(loader.provenance(config), indent=2, ensure_ascii=False))
+    print(dump_config(loader.provenance(config), args.format), end="")
     return EXIT_OK
 
 
@@ -148,7 +151,7 @@ def build_view_parser(action: str) -> argparse.ArgumentParser:
         if action == "dashboard"
         else "Show the live training and daemon status in the terminal.",
     )
-    parser.add_argument("--config", metavar="PATH", help="Config whose status files to read (default: ./config.json).")
+    parser.add_argument("--config", metavar="PATH", help="Config whose status files to read (default: ./config.json or config.yaml).")
     parser.add_argument("--set", action="append", metavar="PATH=VALUE", help="e.g. --set system.status_file=other.json")
     if action == "dashboard":
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1: this machine only).")

@@ -7,6 +7,7 @@ Values are merged as raw JSON-like dicts first and validated once at the end, so
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from trainer.config.errors import ConfigError, format_validation_error, section_
 from trainer.config.schema import TrainerConfig
 
 DEFAULT_CONFIG_FILE = "config.json"
+# looked for in this order when --config is not given; a folder with two of them is refused
+DEFAULT_CONFIG_FILES = (DEFAULT_CONFIG_FILE, "config.yaml", "config.yml")
 DEFAULT_SOURCE = "default"
 
 
@@ -104,34 +107,94 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+CONFIG_FORMATS = ("json", "yaml")
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Load a JSON config file, naming the file, line and column of any syntax error."""
+    """Load a JSON or YAML config file (by suffix), naming the file, line and column of any
+    syntax error and every key given twice."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
-    try:
-        data = json.loads(text, object_pairs_hook=_KeyedObject.from_pairs)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]
-        ) from None
+    kind = "YAML" if path.suffix.lower() in YAML_SUFFIXES else "JSON"
+    data = _parse_yaml(path, text) if kind == "YAML" else _parse_json(path, text)
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: the top level must be a JSON object, got {type(data).__name__}"])
+        what = "a JSON object" if kind == "JSON" else "a YAML mapping"
+        raise ConfigError([f"{path}: the top level must be {what}, got {type(data).__name__}"])
     duplicates: list[str] = []
     data = _plain(data, "", duplicates)
     if duplicates:
         raise ConfigError(
-            [f"{path}: key {key} is given {count} times; JSON keeps only the last, so keep one" for key, count in duplicates]
+            [f"{path}: key {key} is given {count} times; {kind} keeps only the last, so keep one" for key, count in duplicates]
         )
     return data
 
 
+def _parse_json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_KeyedObject.from_pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=_config_yaml_loader())
+        return {} if data is None else data  # an empty file, or comments alone
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError([f"{where}: invalid YAML: {what}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+
+
+@functools.cache
+def _config_yaml_loader() -> type:
+    """PyYAML's safe loader with two fixes for configs: mappings remember repeated keys (PyYAML
+    keeps the last silently, as ``json`` does), and ``1e-4`` is a float. PyYAML follows YAML 1.1,
+    which needs a dot in a float, so a learning rate written the way everyone writes it would
+    arrive as the string "1e-4"."""
+    import re
+
+    import yaml
+
+    class ConfigYamlLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _KeyedObject:
+        loader.flatten_mapping(node)
+        pairs = [(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value]
+        return _KeyedObject.from_pairs(pairs)
+
+    ConfigYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    ConfigYamlLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return ConfigYamlLoader
+
+
+def dump_config(data: Any, fmt: str) -> str:
+    """``data`` as config text in ``fmt`` (one of :data:`CONFIG_FORMATS`), keys in schema order."""
+    if fmt == "yaml":
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
 class _KeyedObject(dict):
-    """A parsed JSON object that remembers the keys it was given more than once (``json``
-    itself keeps the last silently, so a config with two learning rates would lose one)."""
+    """A parsed JSON object / YAML mapping that remembers the keys it was given more than once
+    (both parsers keep the last silently, so a config with two learning rates would lose one)."""
 
     repeated: dict[str, int]
 
@@ -249,11 +312,16 @@ class ConfigLoader:
 
 
 def default_config_path(explicit: str | None, cwd: Path | None = None) -> Path | None:
-    """``--config`` if given, else ``./config.json`` when present, else none (defaults only)."""
+    """``--config`` if given, else ``./config.json`` (or ``config.yaml`` / ``config.yml``) when
+    present, else none (defaults only). Two of them in one folder are refused: which one a job
+    took would be a guess."""
     if explicit:
         return Path(explicit)
-    candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_FILE
-    return candidate if candidate.is_file() else None
+    found = [path for name in DEFAULT_CONFIG_FILES if (path := (cwd or Path.cwd()) / name).is_file()]
+    if len(found) > 1:
+        raise ConfigError([f"{', '.join(p.name for p in found)} are all in {found[0].parent}; "
+                           "keep one, or choose with --config"])
+    return found[0] if found else None
 
 
 def create_default_config(

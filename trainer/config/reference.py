@@ -91,7 +91,7 @@ def config_reference() -> str:
     """Markdown: one table per section, every field with type, default, flag and description."""
     flags = {flag.path: flag.flag for flag in SHORT_FLAGS}
     out = [
-        "Every key below can be set in `config.json`, or on the command line with "
+        "Every key below can be set in `config.json` (or a YAML config), or on the command line with "
         "`--set PATH=VALUE` (the value is read as JSON where it parses, else as a string); "
         "short flags are shown beside their keys.",
         "",
