@@ -117,3 +117,16 @@ def straight_and_killed(tmp_path: Path, builtin_cache: Path, common: dict, kill_
     assert resumed.returncode == 0, err[-3000:]
     assert "resuming from" in out
     return tmp_path / "outputs" / "straight", run, out
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar curve in the TensorBoard event files under ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            curves.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return curves

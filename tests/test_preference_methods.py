@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, write_config
+from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, tensorboard_scalars, write_config
 from trainer.config import ConfigError, create_default_config
 from trainer.methods import get_method
 
@@ -318,8 +318,10 @@ def _check_run(tmp_path, tiny_model_dir, method: str, keys: tuple[str, ...]) -> 
 
 @pytest.mark.slow
 def test_orpo_end_to_end_on_the_tiny_model(tmp_path, builtin_cache, tiny_model_dir):
-    _run_method(tmp_path, builtin_cache, "orpo", "method.beta=0.2")
+    _run_method(tmp_path, builtin_cache, "orpo", "method.beta=0.2", "output.report_to=tensorboard")
     _check_run(tmp_path, tiny_model_dir, "orpo", ORPO_KEYS)
+    curves = tensorboard_scalars(tmp_path / "outputs" / "run" / "tensorboard")  # the method's own figures, tracked
+    assert all(len(curves[f"train/{key}"]) == 4 for key in ORPO_KEYS)
     resolved = json.loads((tmp_path / "outputs" / "run" / "resolved_config.json").read_text())
     assert resolved["config"]["method"] == {"name": "orpo", "beta": 0.2}
 

@@ -10,7 +10,7 @@ import typing
 
 import pytest
 
-from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, write_config
+from jobkit import CLI, REPO, SCHEMA, job_values, load_weights, tensorboard_scalars, write_config
 from trainer.config import create_default_config
 from trainer.methods import get_method
 
@@ -82,7 +82,7 @@ def _rl_job(tmp_path, builtin_cache, tiny_model_dir, method: str):
     values = job_values(tmp_path, builtin_cache, **{
         "model.path": str(tiny_model_dir), "hyperparams.batch_size": 4, "hyperparams.max_steps": 4,
         "hyperparams.logging_steps": 1, "hyperparams.learning_rate": 1e-3, "inference.preview_every_steps": 0,
-        "output.save_steps": 2,
+        "output.save_steps": 2, "output.report_to": ["tensorboard"],
         "method": {"name": method, "num_generations": 2, "max_completion_length": 16, "reward": LENGTH_REWARD},
     })
     proc = subprocess.run([sys.executable, str(CLI), "--config", str(write_config(tmp_path, values))],
@@ -108,6 +108,11 @@ def _rl_job(tmp_path, builtin_cache, tiny_model_dir, method: str):
     assert (run / "checkpoint-4").is_dir() and (run / "model" / "config.json").is_file()
     before, after = load_weights(tiny_model_dir), load_weights(run / "model")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    # the method's own figures reach the tracker, step for step, and the held-out ones at the end
+    curves = tensorboard_scalars(run / "tensorboard")
+    assert [v for _, v in curves["train/reward"]] == pytest.approx([r["reward"] for r in records], rel=1e-5)
+    assert len(curves["train/rewards/length/mean"]) == 4
+    assert curves["final/heldout_reward"][-1][1] == pytest.approx(result["heldout_reward"], rel=1e-5)
     return records
 
 

@@ -4,7 +4,7 @@ Each section is a pydantic model with ``extra="forbid"`` so a misspelt key is an
 silently ignored setting. Field descriptions are the documentation: the README's configuration
 reference and ``--help`` are generated from them (``trainer.config.reference``).
 
-This module imports only pydantic, so validating a config never pulls in torch.
+This module imports only pydantic (and the light tracker table), so validating a config never pulls in torch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from trainer.trackers import DEFAULT_PROJECT, tracker_problems
 
 SCHEMA_VERSION = 1
 
@@ -414,6 +416,30 @@ class OutputSection(Section):
         description="'auto' (newest complete checkpoint of this run, if any) or a checkpoint "
         "folder.",
     )
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="Experiment trackers, by transformers' integration names (tensorboard, wandb, mlflow, "
+        "trackio, ...; trainer.trackers): each logged step, the config and the final figures go to each; "
+        "their packages are extras (pip install 'hero-trainer[tensorboard]'). Default: none.",
+    )
+    project: str = Field(
+        DEFAULT_PROJECT, min_length=1, description="The trackers' project / experiment name (W&B, MLflow, trackio)."
+    )
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _tracker_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # transformers takes one name or "none" as well as a list
+            return [] if value == "none" else [value]
+        return value
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        problems = tracker_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("run_name")
     @classmethod

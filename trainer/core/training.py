@@ -29,6 +29,7 @@ from trainer.monitoring.callbacks import (
 )
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
 from trainer.monitoring.win_rate import WinRateCallback, WinRateTracker
+from trainer.trackers import TrackerSession
 
 
 def set_generation_config(model: Any, tokenizer: Any, eos_ids: set[int], max_new_tokens: int) -> None:
@@ -107,6 +108,12 @@ def _win_rate_tracker(s: JobContext, probes: list[Any], log: JsonlLog) -> WinRat
 
 
 def train_and_save(s: JobContext) -> JobResult:
+    output = s.config.output
+    with TrackerSession(output.report_to, s.run_dir, s.config.resolve_path(output.output_dir), output.project) as trackers:
+        return _train_and_save(s, trackers)
+
+
+def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     from trainer.models import lora
     from trainer.models.loading import load_model, pick_device, resolve_precision
 
@@ -143,6 +150,7 @@ def train_and_save(s: JobContext) -> JobResult:
     if tracker is not None:
         callbacks.append(WinRateCallback(tracker, backend, config.inference.win_rate_every_steps))
     trainer = method.build(s, model, callbacks)
+    trackers.attach(trainer, config.model_dump(mode="json"))
     resume = _resume_from(s)
     if resume is not None:
         step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]
@@ -213,6 +221,7 @@ def train_and_save(s: JobContext) -> JobResult:
         "method": method.name,
         **method_figures,
     }
+    trackers.final(metrics, step, is_main_process())
     result = JobResult(s.run_dir, model_path, metrics, probes=probes)
     if writer.enabled:
         s.layout.result.write_text(json.dumps(result.to_json(), indent=2), "utf-8")

@@ -59,7 +59,10 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         save_strategy="steps",
         save_steps=config.output.save_steps,
         save_total_limit=config.output.save_total_limit,
-        report_to=[],
+        # experiment trackers: transformers' own callbacks (trainer.trackers says where they write)
+        report_to=list(config.output.report_to),
+        run_name=context.run_dir.name,
+        project=config.output.project,
         disable_tqdm=True,  # our console callback prints progress with an ETA
         use_cpu=context.device == "cpu",
         bf16=context.precision == "bfloat16",
