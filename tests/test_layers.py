@@ -81,7 +81,7 @@ def test_trainer_layers():
     for name, targets in graph.items():
         for target in targets:
             if name.startswith("trainer.config") and target.startswith("trainer.") and not target.startswith(
-                ("trainer.config", "trainer.methods", "trainer.optim", "trainer.judges", "trainer.trackers")
+                ("trainer.config", "trainer.methods", "trainer.optim", "trainer.judges", "trainer.trackers", "trainer.callbacks")
             ):
                 wrong.append(f"{name} -> {target}")
             if name.startswith(("trainer.data", "trainer.models", "trainer.profiles")) and target.startswith(

@@ -283,6 +283,32 @@ def test_target_kl_stops_updates_early(tmp_path, builtin_cache):
     assert result.final_metrics["early_stopped_updates"] == 3
 
 
+def test_sync_ref_model_keeps_the_reference_on_the_policy(tmp_path, builtin_cache):
+    # callbacks sync_ref_model with alpha 1 after every update: each rollout starts with the
+    # reference equal to the policy, so its KL is 0 although every update moves the policy
+    # (approx_kl > 0); without the sync the KL grows after the first update (30-step run above).
+    result = _run(
+        tmp_path,
+        builtin_cache,
+        {"reward": SHORT, "max_completion_length": 16, "beta": 0.05},
+        **{"hyperparams.max_steps": 3, "hyperparams.warmup_steps": 0, "hyperparams.logging_steps": 1,
+           "hyperparams.learning_rate": 1e-3, "callbacks": [{"name": "sync_ref_model", "every_steps": 1, "alpha": 1.0}]},
+    )
+    logged = [entry for entry in _logged(result.run_dir) if "reward" in entry]
+    assert [entry["kl"] for entry in logged] == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
+    assert all(entry["approx_kl"] > 0 for entry in logged)
+    (tmp_path / "unsynced").mkdir()
+    unsynced = _run(
+        tmp_path / "unsynced",
+        builtin_cache,
+        {"reward": SHORT, "max_completion_length": 16, "beta": 0.05},
+        **{"hyperparams.max_steps": 3, "hyperparams.warmup_steps": 0, "hyperparams.logging_steps": 1,
+           "hyperparams.learning_rate": 1e-3},
+    )
+    kls = [entry["kl"] for entry in _logged(unsynced.run_dir) if "reward" in entry]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6) and abs(kls[-1]) > 1e-4, kls
+
+
 @pytest.mark.slow
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, builtin_cache):
     from safetensors.torch import load_file

@@ -39,7 +39,9 @@ class Tracker:
     for the job when the user has not set them); ``log_config(callback, config)`` records the
     job's config once the callback has started its run; ``log_final(callback, figures, step)``
     records the figures measured after training (None: the tracker's run is closed by then, so
-    they are not sent); ``close(callback)`` ends what the callback leaves open."""
+    they are not sent); ``log_table(callback, key, columns, rows, history, step)`` records a
+    table during training (this step's ``rows``; ``history``, every row so far, for trackers
+    that replace a table whole); ``close(callback)`` ends what the callback leaves open."""
 
     name: str
     package: str  # the module whose presence makes it usable (importlib.util.find_spec)
@@ -47,6 +49,7 @@ class Tracker:
     environment: Callable[[Path, Path, str], dict[str, str]] = lambda run_dir, output_dir, project: {}
     log_config: Callable[[Any, dict[str, Any]], None] | None = None
     log_final: Callable[[Any, dict[str, float], int], None] | None = None
+    log_table: Callable[[Any, str, list[str], list[list[Any]], list[list[Any]], int], None] | None = None
     close: Callable[[Any], None] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -67,6 +70,30 @@ def _tb_final(callback: Any, figures: dict[str, float], step: int) -> None:
     for name, value in figures.items():
         writer.add_scalar(f"final/{name}", value, step)
     writer.close()
+
+
+def _markdown_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", "<br>")
+
+
+def _tb_table(callback: Any, key: str, columns: list[str], rows: list[list[Any]], history: list[list[Any]], step: int) -> None:
+    if callback.tb_writer is not None:
+        lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
+        callback.tb_writer.add_text(key, "\n".join(lines), step)
+        callback.tb_writer.flush()
+
+
+def _wandb_table(callback: Any, key: str, columns: list[str], rows: list[list[Any]], history: list[list[Any]], step: int) -> None:
+    if callback._wandb is not None and callback._wandb.run is not None:
+        # a W&B table is logged whole each time (as TRL's LogCompletionsCallback does)
+        callback._wandb.log({key: callback._wandb.Table(columns=columns, data=history)})
+
+
+def _mlflow_table(callback: Any, key: str, columns: list[str], rows: list[list[Any]], history: list[list[Any]], step: int) -> None:
+    if callback._initialized and callback._ml_flow.active_run() is not None:
+        data = {column: [row[i] for row in rows] for i, column in enumerate(columns)}
+        callback._ml_flow.log_table(data=data, artifact_file=f"{key}/step_{step:06d}.json")
 
 
 def _wandb_config(callback: Any, config: dict[str, Any]) -> None:
@@ -103,12 +130,12 @@ TRACKERS: dict[str, Tracker] = {
         Tracker(
             "tensorboard", "tensorboard", "hero-trainer[tensorboard]",
             environment=lambda run_dir, output_dir, project: {"TENSORBOARD_LOGGING_DIR": str(run_dir / "tensorboard")},
-            log_config=_tb_config, log_final=_tb_final,
+            log_config=_tb_config, log_final=_tb_final, log_table=_tb_table,
         ),
         Tracker(
             "wandb", "wandb", "hero-trainer[wandb]",
             environment=lambda run_dir, output_dir, project: {"WANDB_DIR": str(run_dir), "WANDB_PROJECT": project},
-            log_config=_wandb_config, log_final=_wandb_final, close=_wandb_close,
+            log_config=_wandb_config, log_final=_wandb_final, log_table=_wandb_table, close=_wandb_close,
             notes=("set WANDB_MODE=offline to keep the run on disk (wandb sync uploads it later)",),
         ),
         Tracker(
@@ -117,7 +144,7 @@ TRACKERS: dict[str, Tracker] = {
                 "MLFLOW_TRACKING_URI": (output_dir / "mlruns").resolve().as_uri(),
                 "MLFLOW_EXPERIMENT_NAME": project,
             },
-            log_config=_mlflow_config,
+            log_config=_mlflow_config, log_table=_mlflow_table,
         ),
         Tracker("trackio", "trackio", "hero-trainer[trackio]", log_config=_trackio_config),
         Tracker("comet_ml", "comet_ml", "comet_ml"),
@@ -189,6 +216,15 @@ class TrackerSession:
             return
         self._attached = integration_callbacks(trainer, self.names)
         trainer.add_callback(config_callback(self._attached, config))
+
+    def log_table(self, key: str, columns: list[str], rows: list[list[Any]], history: list[list[Any]], step: int) -> int:
+        """Send a table to each tracker that takes tables; how many took it."""
+        taken = 0
+        for tracker, callback in self._attached:
+            if tracker.log_table is not None:
+                tracker.log_table(callback, key, columns, rows, history, step)
+                taken += 1
+        return taken
 
     def final(self, figures: Mapping[str, Any], step: int, main_process: bool) -> None:
         """Send the final figures: finite numbers only (a tracker never shows NaN as a figure)."""

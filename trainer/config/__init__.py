@@ -4,11 +4,12 @@ from trainer.config.errors import ConfigError
 from trainer.config.loader import SHORT_FLAGS, ConfigLoader, create_default_config
 from trainer.config.schema import SCHEMA_VERSION, TrainerConfig
 
-# Register the training methods', optimizers', schedules' and judges' option models with the schema
+# Register the training methods', optimizers', schedules', judges' and callbacks' option models with the schema
 # (see schema.use_options).
 import trainer.methods  # noqa: E402,F401  isort: skip
 import trainer.optim  # noqa: E402,F401  isort: skip
 import trainer.judges  # noqa: E402,F401  isort: skip
+import trainer.callbacks  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     create_model,
     ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -371,6 +372,20 @@ class JudgeOptions(Section):
     name: str = Field("profile", description="Judge name: profile, reward_model, always (trainer.judges).")
 
 
+class CallbackOptions(Section):
+    """A callback by name and its options (``trainer.callbacks.CALLBACKS``); each callback
+    subclasses this with its own typed options, as methods do with :class:`MethodOptions`."""
+
+    model_config = ConfigDict(defer_build=True)  # as OptimizerOptions
+
+    name: str = Field(..., description="Callback name (trainer.callbacks) or 'package.module:Class'.")
+
+    def settle(self, config: TrainerConfig) -> None:
+        """Make ``config`` say what this callback stands for, where another key already says it
+        (``win_rate`` is ``inference.win_rate_every_steps``): one source of truth. Raises
+        ValueError on a contradiction. Nothing by default."""
+
+
 class InferenceSection(Section):
     preview_every_steps: int = Field(
         50, ge=0, description="Generate probe previews every this many steps (0: only at end)."
@@ -641,6 +656,10 @@ class HybridSection(Section):
         return stages
 
 
+def _named_callback(value: Any, handler: ValidatorFunctionWrapHandler) -> BaseModel:
+    return named_options("callback", CallbackOptions)(None, value, handler)
+
+
 class TrainerConfig(Section):
     """A whole fine-tuning job."""
 
@@ -679,7 +698,23 @@ class TrainerConfig(Section):
         "unset: none.",
     )
 
+    callbacks: list[Annotated[SerializeAsAny[CallbackOptions], WrapValidator(_named_callback)]] = Field(
+        default_factory=list,
+        description="Trainer callbacks by name, each a name or {\"name\": ..., options}: bema, log_completions, "
+        "merge_adapter, rich_progress, sync_ref_model, win_rate (trainer.callbacks), or 'package.module:Class' "
+        "for your own transformers TrainerCallback (its keyword arguments in 'options'); for every stage.",
+    )
+
     _method = field_validator("method", mode="wrap")(named_options("method", MethodOptions))
+
+    @model_validator(mode="after")
+    def _callbacks_settle(self) -> TrainerConfig:
+        for index, callback in enumerate(self.callbacks):
+            try:
+                callback.settle(self)
+            except ValueError as exc:
+                raise ValueError(f"callbacks[{index}]: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _hybrid_is_stages(self) -> TrainerConfig:
@@ -693,6 +728,10 @@ class TrainerConfig(Section):
         # Not `self.stages = ...`: assignment is validated, which would run this validator again.
         self.__dict__["stages"] = expanded
         return self
+
+    def stage_methods(self) -> list[MethodOptions]:
+        """The method of each stage the job runs (its one method when it has no stages)."""
+        return [stage.method for stage in self.stages] or [self.method]
 
     def resolve_path(self, path: str | Path) -> Path:
         """A config path made absolute against ``system.base_dir`` (or the working directory)."""

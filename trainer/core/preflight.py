@@ -18,6 +18,7 @@ from pathlib import Path
 from trainer.config.schema import TrainerConfig
 from trainer.data.readers import READERS
 from trainer.models.folders import model_folder_problem
+from trainer.callbacks import callback_problems
 
 DATA_SUFFIXES = tuple(READERS)
 TEMPLATE_KEYWORDS = ("auto", "model", "chatml")
@@ -33,6 +34,7 @@ def check_config(config: TrainerConfig) -> list[str]:
         check_paths(config) + check_outputs(config) + check_profile(config) + check_methods(config)
         + check_resume(config) + check_kernels(config) + check_schedule(config)
         + check_lora(config) + check_parallel(config) + check_precision(config) + check_win_rate(config)
+        + callback_problems(config)
     )
 
 
@@ -117,8 +119,7 @@ def _has_cuda() -> bool:
 
 
 def _method_names(config: TrainerConfig) -> list[str]:
-    """The method of each stage the job runs (its one method when it has no stages)."""
-    return [stage.method.name for stage in config.stages] or [config.method.name]
+    return [method.name for method in config.stage_methods()]
 
 
 def check_lora(config: TrainerConfig) -> list[str]:

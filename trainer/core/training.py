@@ -19,6 +19,7 @@ from trainer.core.divergence import (
     advice,
     nonfinite_parameters,
 )
+from trainer.callbacks import CallbackJob, build_callbacks
 from trainer.judges import build_judge
 from trainer.methods import get_method
 from trainer.monitoring.callbacks import (
@@ -139,10 +140,11 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     pace = Pace()
     preview_cb = PreviewCallback(backend, writer, previews, config.inference.preview_every_steps)
     guard = DivergenceGuard(config.guard, check_gradients=s.precision != "float16")
+    console_progress = ConsoleProgressCallback(pace, s.console)
     callbacks = [
         guard,  # first: a diverged step is judged before anything records or saves it
         StatusCallback(writer, metrics_log, pace),
-        ConsoleProgressCallback(pace, s.console),
+        console_progress,
         preview_cb,
         s.stopper,
     ]
@@ -151,6 +153,8 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
         callbacks.append(WinRateCallback(tracker, backend, config.inference.win_rate_every_steps))
     trainer = method.build(s, model, callbacks)
     trackers.attach(trainer, config.model_dump(mode="json"))
+    for callback in build_callbacks(CallbackJob(s, trainer, method, backend, trackers, console_progress), config.callbacks):
+        trainer.add_callback(callback)  # the config's own (trainer.callbacks), after ours
     resume = _resume_from(s)
     if resume is not None:
         step = json.loads((Path(resume) / "trainer_state.json").read_text("utf-8"))["global_step"]

@@ -108,6 +108,19 @@ class Method:
         """A transformers ``Trainer`` (subclass) ready to ``train()``, with ``callbacks``."""
         raise NotImplementedError
 
+    @classmethod
+    def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:
+        """Whether a job of this method under ``config`` keeps a separate frozen reference model
+        (``reference_of`` finds it once built); light, for ``--validate``. None by default."""
+        return False
+
+    def reference_of(self, trainer: Any) -> Any:
+        """The frozen reference model the built ``trainer`` compares its policy with, or None
+        (none kept: a method without one, a KL coefficient of 0, or LoRA, where the reference is
+        the base with the adapters off). The ``sync_ref_model`` callback moves it towards the
+        policy. TRL's trainers keep theirs as ``ref_model``."""
+        return getattr(trainer, "ref_model", None)
+
     def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
         """Figures of the probes' answers (``answers[i]`` answers ``probes[i]``), beside the
         format and answer counts every generating method reports: e.g. an RL method's mean

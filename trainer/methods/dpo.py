@@ -17,6 +17,7 @@ from trainer.methods.base import Method, make_trainer, reference_model
 from trainer.methods.sft import training_arguments
 
 if TYPE_CHECKING:
+    from trainer.config.schema import TrainerConfig
     from trainer.core.context import JobContext
 
 # TRL 1.16's DPO losses (DPOConfig.loss_type); a test checks this list against TRL's own.
@@ -52,6 +53,10 @@ class DPO(Method):
     name = "dpo"
     Options = DPOOptions
     data_shape = "preference"
+
+    @classmethod
+    def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:
+        return config.model.lora is None  # with LoRA, TRL's reference is the base with the adapters off
     # measured: scripts/measure_dpo.py (README, "Methods")
     refine_stage = {"max_steps": 100, "learning_rate": 5e-4}
 

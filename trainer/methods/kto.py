@@ -49,6 +49,10 @@ class KTO(Method):
     name = "kto"
     Options = KTOOptions
     data_shape = "unpaired"
+
+    @classmethod
+    def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:
+        return config.model.lora is None  # with LoRA, TRL's reference is the base with the adapters off
     refine_stage = {"max_steps": 100, "learning_rate": 5e-4}
 
     def check(self, config: TrainerConfig) -> list[str]:

@@ -117,6 +117,13 @@ class PPO(RLMethod):
     refine_stage = {"max_steps": 15, "learning_rate": 1e-4}
     stage_references = ("teacher",)
 
+    @classmethod
+    def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:
+        return options.beta > 0 or options.adaptive_kl  # build_reference loads none otherwise
+
+    def reference_of(self, trainer: Any) -> Any:
+        return trainer.ppo.reference  # ours: the PPO setup holds it (build_reference)
+
     def check(self, config: TrainerConfig) -> list[str]:
         options: PPOOptions = self.options  # type: ignore[assignment]
         # No group rule (num_generations divides the batch; GRPO's and RLOO's): a PPO batch is

@@ -208,6 +208,11 @@ class RLMethod(Method):
     # 100, at 5e-5 it stayed at 26, at 2e-4 (batch 32, 8 generations) it went to 28.
     refine_stage = {"max_steps": 40, "learning_rate": 1e-4}
     evaluates_at_start = True
+
+    @classmethod
+    def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:
+        # TRL loads a reference only for a KL term, and under LoRA uses the base with adapters off
+        return options.beta > 0 and config.model.lora is None
     trl_names: ClassVar[tuple[str, str]]  # (trainer class, config class) in ``trl``
 
     def check(self, config: TrainerConfig) -> list[str]:
