@@ -11,6 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+STAGE_PREFIX = "stage-"  # a curriculum's stage folders: stage-<N>-<method>
+
+
+def stage_folder(index: int, method: str) -> str:
+    """The folder name of a curriculum's stage ``index`` (from 1) training ``method``."""
+    return f"{STAGE_PREFIX}{index}-{method.replace(':', '_').replace('.', '_')}"
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """``outputs/<run name>/`` and what lives in it."""

@@ -1,5 +1,5 @@
 """Seed 000's hybrid: cycles of SFT then RL (PPO by default; GRPO here, the faster on CPU), the RL share
-rising from a quarter to three quarters, after a first SFT stage that teaches the format.
+rising over the cycles (a fifth, then half), SFT first so that RL has a format to reward.
 
     python examples/run_hybrid.py [--max-steps 300] [--output-dir outputs/examples] [--set KEY=VALUE ...]
 
@@ -39,9 +39,13 @@ def main(argv: list[str] | None = None) -> dict:
             "hyperparams.learning_rate": 3e-3,
             "hyperparams.batch_size": 16,
             "hyperparams.warmup_steps": min(20, args.max_steps // 10),
+            # 2 cycles of max_steps / 2: SFT 120 + GRPO 30, then SFT 75 + GRPO 75 (of 300); SFT-heavy
+            # first, so the format is learnt before RL has anything to reward
             "hybrid": {
                 "cycles": 2,
-                "steps_per_cycle": max(2, args.max_steps // 5),
+                "steps_per_cycle": max(2, args.max_steps // 2),
+                "rl_share_start": 0.2,
+                "rl_share_end": 0.5,
                 "rl_method": {"name": "grpo", "num_generations": 4},
             },
             "system.status_file": str(Path(args.output_dir) / "hybrid_status.json"),

@@ -141,7 +141,11 @@ MODES: dict[str, Callable[[TrainerConfig, ConfigLoader, argparse.Namespace], int
 def dashboard_sources(config: TrainerConfig):
     from trainer.dashboard.snapshot import Sources
 
-    return Sources(config.resolve_path(config.system.status_file), config.resolve_path(config.daemon.status_file))
+    return Sources(
+        config.resolve_path(config.system.status_file),
+        config.resolve_path(config.daemon.status_file),
+        config.resolve_path(config.output.output_dir),  # the runs the page lists and compares
+    )
 
 
 def build_view_parser(action: str) -> argparse.ArgumentParser:

@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.run_layout import RunLayout
+from core.run_layout import RunLayout, stage_folder
 from trainer.config.schema import TrainerConfig
 from trainer.core import stage_cache
 from trainer.core.context import JobResult, is_main_process
-from trainer.core.resume import STAGE_PREFIX
 from trainer.methods import method_class
 from trainer.methods.base import STAGE_REFERENCE
 
@@ -26,8 +25,7 @@ if TYPE_CHECKING:
     from trainer.core.engine import TrainerEngine
 
 
-def stage_name(index: int, method: str) -> str:
-    return f"{STAGE_PREFIX}{index}-{method.replace(':', '_').replace('.', '_')}"
+stage_name = stage_folder  # the folder name is the run layout's (core.run_layout)
 
 
 def stage_configs(config: TrainerConfig, run_dir: Path) -> list[TrainerConfig]:

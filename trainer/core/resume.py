@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.run_layout import RunLayout
+from core.run_layout import STAGE_PREFIX, RunLayout
 from trainer.config.errors import ConfigError
 from trainer.config.schema import TrainerConfig
 from trainer.optim.optimizers import optimizer_route
@@ -31,7 +31,6 @@ from trainer.core.checkpoints import (
 )
 
 RESOLVED_CONFIG_FILE = RunLayout.RESOLVED_CONFIG
-STAGE_PREFIX = "stage-"  # a curriculum's stage folders: stage-<N>-<method>
 
 # Settings that make a checkpoint belong to a different training run when they change: the data
 # and how it is rendered, the model, the batch shape, lengths and seed. Learning rate, step

@@ -12,6 +12,7 @@ Other web sites cannot read it. A page on ``evil.example`` can point its own nam
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -22,6 +23,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from trainer.dashboard.snapshot import NotServed, Sources, spell_non_finite
 
@@ -45,7 +47,14 @@ def api_routes(sources: Sources) -> dict[str, Callable[[], Any]]:
         "/api/daemon": sources.daemon,
         "/api/metrics": sources.metrics,
         "/api/previews": sources.previews,
+        "/api/runs": sources.runs,
     }
+
+
+def named_routes(sources: Sources) -> dict[str, Callable[[str], Any]]:
+    """Routes that take one ``?name=`` (a run under the output folder); the name is looked up
+    among the runs listed, never joined onto a path."""
+    return {"/api/run-metrics": sources.run_metrics}
 
 
 def api_body(read: Callable[[], Any]) -> bytes:
@@ -135,6 +144,7 @@ class DashboardServer(ThreadingHTTPServer):
 
 def make_handler(sources: Sources) -> type[BaseHTTPRequestHandler]:
     api = api_routes(sources)
+    named = named_routes(sources)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "hero-trainer-dashboard"
@@ -155,10 +165,14 @@ def make_handler(sources: Sources) -> type[BaseHTTPRequestHandler]:
             return False
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            path = self.path.split("?", 1)[0]
-            if path in api:
+            path, _, query = self.path.partition("?")
+            names = parse_qs(query).get("name", [])
+            read = api.get(path)
+            if path in named and len(names) == 1:
+                read = functools.partial(named[path], names[0])
+            if read is not None:
                 try:
-                    self._send(HTTPStatus.OK, api_body(api[path]), "application/json")
+                    self._send(HTTPStatus.OK, api_body(read), "application/json")
                 except NotServed as exc:
                     log.warning("not served: %s", exc)
                     self._not_found()

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.run_layout import RunLayout
+from core.run_layout import RunLayout, stage_folder
 
 MAX_POINTS = 2000  # metric points sent to a chart; older ones are thinned out
 METRIC_KEYS = ("step", "loss", "learning_rate", "grad_norm", "tokens_per_sec", "epoch")  # in every point
@@ -215,13 +215,42 @@ def inside_run(run_dir: Path, name: str) -> Path | None:
     return real
 
 
+def _iso_mtime(path: Path) -> str | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        return None
+
+
+def _finite_numbers(figures: Any) -> dict[str, Any]:
+    """The numeric figures of a result (non-finite ones spelled, as everywhere on the page)."""
+    if not isinstance(figures, dict):
+        return {}
+    return spell_non_finite({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
+def _stages_of(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A curriculum's stages as the run folder holds them: folder, method and first global step
+    (stage i starts where the steps of the stages before it end, so all share one step axis)."""
+    stages, start = [], 0
+    for index, stage in enumerate(config.get("stages") or [], start=1):
+        method = str((stage.get("method") or {}).get("name", "?"))
+        steps = stage.get("max_steps") if isinstance(stage.get("max_steps"), int) else 0
+        folder = stage_folder(index, method)
+        stages.append({"index": index, "method": method, "folder": folder, "start": start, "steps": steps})
+        start += steps
+    return stages
+
+
 @dataclass(frozen=True)
 class Sources:
-    """The only files a dashboard reads: the two status files it is configured with, and the
-    metrics / previews of the run those name."""
+    """The only files a dashboard reads: the two status files it is configured with, the
+    metrics / previews of the run those name, and the runs under ``runs_root`` (the config's
+    output folder) for comparing them."""
 
     training_status: Path
     daemon_status: Path
+    runs_root: Path | None = None
 
     def daemon(self) -> dict[str, Any]:
         data, why = read_json(self.daemon_status)
@@ -285,3 +314,93 @@ class Sources:
         """Raises NotServed for a previews file that leads outside its run folder."""
         path = self._run_file(RunLayout.PREVIEWS)
         return spell_non_finite(read_jsonl(path)[-limit:] if path else [])
+
+    # --- the runs under the output folder, to compare ------------------------------------------
+
+    def _run_folders(self) -> dict[str, Path]:
+        """name -> folder of every run under ``runs_root`` (a folder with a resolved_config.json)."""
+        root = self.runs_root
+        if root is None:
+            return {}
+        try:
+            children = sorted(root.iterdir())
+        except OSError:
+            return {}
+        return {c.name: c for c in children if c.is_dir() and (c / RunLayout.RESOLVED_CONFIG).is_file()}
+
+    def _run_config(self, folder: Path) -> dict[str, Any]:
+        try:
+            path = inside_run(folder, RunLayout.RESOLVED_CONFIG)
+        except NotServed:
+            return {}
+        data, _ = read_json(path) if path else (None, "")
+        config = (data or {}).get("config")
+        return config if isinstance(config, dict) else {}
+
+    def _result(self, folder: Path, name: str = RunLayout.RESULT) -> dict[str, Any] | None:
+        try:
+            path = inside_run(folder, name)
+        except NotServed:
+            return None
+        return read_json(path)[0] if path else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run under the output folder, newest first: name, method (a curriculum's in
+        order), profile, status, start time, steps and final figures."""
+        live, _ = read_json(self.training_file())
+        live_dir = Path(live["run_dir"]).resolve() if isinstance((live or {}).get("run_dir"), str) and live["run_dir"] else None
+        rows = []
+        for name, folder in self._run_folders().items():
+            config = self._run_config(folder)
+            stages = _stages_of(config)
+            methods = [s["method"] for s in stages] or [str((config.get("method") or {}).get("name", "?"))]
+            result = self._result(folder)
+            stage_results = [self._result(folder, f"{s['folder']}/{RunLayout.RESULT}") for s in stages]
+            status, tone = "incomplete", "warn"  # no result: stopped, killed, or still running
+            if result is not None and result.get("status") != "failed":
+                status, tone = ("dry run", "neutral") if result.get("dry_run") else ("completed", "ok")
+            elif (result or {}).get("status") == "failed" or any((r or {}).get("status") == "failed" for r in stage_results):
+                status, tone = "failed", "bad"
+            elif live_dir is not None and folder.resolve() in (live_dir, live_dir.parent):
+                view = training_view(live, age_seconds(live.get("timestamp")))
+                status, tone = view["state"], view["tone"]
+            final = (result or {}).get("final_metrics") if result else None
+            if final is None:  # a curriculum cut short: the last stage that finished
+                final = next(((r or {}).get("final_metrics") for r in reversed(stage_results) if (r or {}).get("final_metrics")), None)
+            rows.append({
+                "name": name,
+                "method": " -> ".join(methods),
+                "profile": (config.get("profile") or {}).get("name"),
+                "status": status,
+                "tone": tone,
+                "started": _iso_mtime(folder / RunLayout.RESOLVED_CONFIG),
+                "stages": [{k: s[k] for k in ("index", "method", "start", "steps")} for s in stages],
+                "final": _finite_numbers(final),
+            })
+        return sorted(rows, key=lambda r: r["started"] or "", reverse=True)
+
+    def run_metrics(self, name: str) -> dict[str, Any]:
+        """One run's metric points on the job's step axis (a curriculum's stages one after the
+        other, each point with its ``stage``), and where each stage starts.
+
+        Raises:
+            NotServed: ``name`` is not a run under the output folder, or a file leads outside it.
+        """
+        folder = self._run_folders().get(name)
+        if folder is None:
+            raise NotServed(f"{name!r} is not a run under {self.runs_root}")
+        stages = _stages_of(self._run_config(folder))
+        points: list[dict[str, Any]] = []
+        if not stages:
+            path = inside_run(folder, RunLayout.METRICS)
+            points = [metric_point(r) for r in read_jsonl(path)] if path else []
+        for stage in stages:
+            path = inside_run(folder, f"{stage['folder']}/{RunLayout.METRICS}")
+            for record in read_jsonl(path, limit=MAX_POINTS // len(stages)) if path else []:
+                point = metric_point(record)
+                if isinstance(point["step"], (int, float)):
+                    point["step"] = point["step"] + stage["start"]
+                point["stage"] = stage["index"]
+                points.append(point)
+        bounds = [{"step": s["start"], "label": f"stage {s['index']} {s['method']}"} for s in stages]
+        return spell_non_finite({"name": name, "points": points, "stages": bounds})

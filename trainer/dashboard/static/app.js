@@ -136,10 +136,13 @@ function niceTicks(lo, hi, count, whole) {
 }
 
 // A chart of one or more lines over the same step axis. `series` is a key of `points` (with
-// `format` for its y ticks), or a list of {key, label, format, right, range}: `label` names the
-// line in the legend, `right` puts it on a second y axis at the right, `range` is a y range the
-// axis always shows (accuracies: [0, 1]). Non-finite values are marked at their step, never drawn.
-function renderChart(id, points, series, format) {
+// `format` for its y ticks), or a list of {key, label, format, right, range, points, n}: `label`
+// names the line in the legend, `right` puts it on a second y axis at the right, `range` is a y
+// range the axis always shows (accuracies: [0, 1]), `points` the line's own points (runs compared
+// side by side), `n` its colour. `bounds` ({step, label, n}) are marked as dashed vertical lines (a
+// curriculum's stage starts). Non-finite values are marked at their step, never drawn. Hovering
+// shows each line's value at the nearest logged step.
+function renderChart(id, points, series, format, bounds) {
   if (typeof series === "string") series = [{ key: series, format }];
   const chart = $(id);
   // draw in CSS pixels, so that labels are never stretched
@@ -149,9 +152,10 @@ function renderChart(id, points, series, format) {
   chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   chart.replaceChildren();
   const stepped = points.filter((p) => isNum(p.step));
-  const lines = series.map((s, n) => ({
-    ...s, n, data: stepped.filter((p) => isNum(p[s.key])), broken: stepped.filter((p) => NON_FINITE.has(p[s.key])),
-  }));
+  const lines = series.map((s, n) => {
+    const own = s.points ? s.points.filter((p) => isNum(p.step)) : stepped;
+    return { ...s, n: s.n ?? n, data: own.filter((p) => isNum(p[s.key])), broken: own.filter((p) => NON_FINITE.has(p[s.key])) };
+  });
   if (lines.every((s) => !s.data.length && !s.broken.length)) {
     chart.append(svg("text", { x: 8, y: 20, class: "note" }, "waiting for the first logged step"));
     return;
@@ -215,10 +219,47 @@ function renderChart(id, points, series, format) {
     const line = svg("polyline", { class: "s" + s.n, points: s.data.map((p) => sx(p.step).toFixed(1) + "," + sy(p[s.key]).toFixed(1)).join(" ") });
     line.dataset.count = String(s.data.length);
     line.dataset.key = s.key;
+    if (s.label) line.dataset.label = s.label;
     chart.append(line);
     if (s.data.length === 1) chart.append(svg("circle", { cx: sx(s.data[0].step), cy: sy(s.data[0][s.key]), r: 3, class: "dot s" + s.n }));
   }
+  for (const b of (bounds || []).filter((b) => isNum(b.step) && b.step >= x0 && b.step <= x1)) {
+    const bound = svg("line", { x1: sx(b.step), y1: top, x2: sx(b.step), y2: bottom, class: "bound" });
+    bound.dataset.step = String(b.step);
+    chart.append(bound, svg("text", { x: sx(b.step) + 3, y: bottom - 4 - 11 * (b.row || 0), class: "bound-label" }, b.label));
+  }
+  // values under the pointer: a guide at the nearest logged step, each line's value there
+  const drawn = lines.filter((s) => s.data.length);
+  const steps = [...new Set(drawn.flatMap((s) => s.data.map((p) => p.step)))].sort((a, b) => a - b);
+  const area = svg("rect", { x: left, y: top, width: Math.max(0, right - left), height: Math.max(0, bottom - top), class: "hover-area" });
+  chart.append(area);
+  const show = (step) => {
+    chart.querySelector(".hover")?.remove();
+    if (!isNum(step)) return;
+    const group = svg("g", { class: "hover" });
+    group.dataset.step = String(step);
+    const rows = [`step ${step}`];
+    for (const s of drawn) {
+      const near = s.data.reduce((a, p) => (Math.abs(p.step - step) < Math.abs(a.step - step) ? p : a));
+      rows.push(`${s.label || s.key}: ${figure(near[s.key])}${near.step !== step ? ` (step ${near.step})` : ""}`);
+    }
+    const wide = Math.max(...rows.map((r) => r.length)) * 6.4 + 12, high = rows.length * 14 + 8;
+    const bx = sx(step) + 8 + wide > right ? sx(step) - 8 - wide : sx(step) + 8;
+    group.append(svg("line", { x1: sx(step), y1: top, x2: sx(step), y2: bottom, class: "hover-line" }),
+      svg("rect", { x: bx, y: top + 4, width: wide, height: high, rx: 4, class: "hover-box" }));
+    rows.forEach((r, i) => group.append(svg("text", { x: bx + 6, y: top + 18 + 14 * i, class: "hover-text" }, r)));
+    chart.append(group);
+  };
+  area.addEventListener("mousemove", (event) => {
+    const box = chart.getBoundingClientRect(), x = x0 + ((event.clientX - box.left - left) / Math.max(1, right - left)) * (x1 - x0);
+    const step = steps.reduce((a, t) => (Math.abs(t - x) < Math.abs(a - x) ? t : a), steps[0]);
+    hoverAt.set(id, step);
+    show(step);
+  });
+  area.addEventListener("mouseleave", () => { hoverAt.delete(id); show(null); });
+  if (hoverAt.has(id)) show(hoverAt.get(id)); // a refresh redraws: the values stay where the pointer is
 }
+const hoverAt = new Map(); // chart id -> the step the pointer is at
 
 // Legend above the plot: a swatch in the line's colour and dash, then its name.
 function drawLegend(chart, lines, x, y) {
@@ -382,6 +423,87 @@ function renderDaemon(d) {
   })));
 }
 
+// --- the runs under the output folder, and a comparison of those ticked -----------------------
+// The selection lives in the address (#compare=a,b), so a comparison can be reloaded or shared.
+const MAX_COMPARED = 6, MAX_COMPARE_CHARTS = 8;
+const COMPARE_FIRST = ["reward", "kl", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
+  "distill/divergence", "heldout_reward"];
+const FIGURE_KEYS = ["heldout_reward", "heldout_accuracy", "win_rate", "rewards/accuracies", "rewards/margins",
+  "distill/divergence", "reward", "kl"];
+const selected = new Set(decodeURIComponent((location.hash.match(/compare=([^&]*)/) || [])[1] || "").split(",").filter(Boolean));
+
+function saveSelection() {
+  history.replaceState(null, "", selected.size ? "#compare=" + [...selected].map(encodeURIComponent).join(",") : location.pathname);
+}
+
+function renderRuns(runs) {
+  const body = $("runs").tBodies[0];
+  const known = new Set(runs.map((r) => r.name));
+  body.replaceChildren(...runs.map((r) => {
+    const tick = el("input", { type: "checkbox", checked: selected.has(r.name), title: "compare" });
+    tick.dataset.run = r.name;
+    tick.addEventListener("change", () => {
+      if (tick.checked) selected.add(r.name); else selected.delete(r.name);
+      saveSelection();
+      refreshCompare(known);
+    });
+    const f = r.final || {};
+    const steps = r.stages.length ? r.stages.reduce((a, s) => a + (s.steps || 0), 0) : f.steps;
+    const pct = (a, b) => (isNum(a) && isNum(b) && b > 0 ? `${a}/${b}` : null);
+    const figures = FIGURE_KEYS.filter((k) => f[k] !== undefined).slice(0, 3).map((k) => `${k} ${shown(f[k], figure) ?? f[k]}`);
+    const row = el("tr", { className: "run-row" }, [
+      el("td", {}, [tick]),
+      el("td", { textContent: r.name }),
+      el("td", { textContent: r.method + (r.stages.length ? ` (${r.stages.length} stages)` : "") }),
+      el("td", { textContent: r.profile ?? "–" }),
+      el("td", {}, [el("span", { className: "badge " + (TONES.includes(r.tone) ? r.tone : "neutral"), textContent: r.status })]),
+      el("td", { className: "when", textContent: r.started ? new Date(r.started).toLocaleString() : "–" }),
+      el("td", { className: "num", textContent: steps ?? "–" }),
+      el("td", { className: "num", textContent: shown(f.loss_end, (x) => x.toFixed(3)) ?? "–" }),
+      el("td", { className: "num", textContent: pct(f.probes_format_ok, f.probes) ?? "–" }),
+      el("td", { className: "num", textContent: pct(f.probes_correct, f.probes) ?? "–" }),
+      el("td", { textContent: figures.join(" · ") || "–" }),
+    ]);
+    row.dataset.run = r.name;
+    return row;
+  }));
+  if (!runs.length) body.append(el("tr", {}, [el("td", { colSpan: 11, className: "muted", textContent: "no run under the output folder yet" })]));
+  return known;
+}
+
+// One chart per figure, each run a line of its own colour; loss and learning rate first, then
+// the methods' own figures (rewards and KL for RL, margins and accuracies for preference methods).
+function renderCompare(runs) {
+  $("compare").hidden = !runs.length;
+  if (!runs.length) return;
+  $("compare-names").textContent = runs.map((r) => r.name).join(" · ");
+  // the figures that say most about each method first: RL's reward and KL, preference margins and accuracies
+  const found = new Set(runs.flatMap((r) => methodKeys(r.points)));
+  const keys = [...new Set(["loss", "learning_rate", ...COMPARE_FIRST.filter((k) => found.has(k)), ...found])];
+  const charted = keys.filter((k) => runs.some((r) => r.points.some((p) => isNum(p[k]) || NON_FINITE.has(p[k]))));
+  const shownKeys = charted.slice(0, MAX_COMPARE_CHARTS);
+  const bounds = runs.flatMap((r, n) => (r.stages || []).filter((b) => b.step > 0).map((b) => ({ ...b, label: `${r.name}: ${b.label}`, row: n })));
+  const cards = shownKeys.map((key) => {
+    const id = "compare-" + slug(key);
+    const card = el("section", { className: "compare-chart" }, [el("h3", { textContent: key })]);
+    card.append(svg("svg", { id, class: "chart", role: "img", "aria-label": key + " by step, runs compared" }));
+    return [card, id, key];
+  });
+  $("compare-charts").replaceChildren(...cards.map(([card]) => card));
+  for (const [, id, key] of cards) {
+    renderChart(id, [], runs.map((r, n) => ({ key, label: r.name, points: r.points, n })), undefined, bounds);
+  }
+  const left = charted.slice(MAX_COMPARE_CHARTS);
+  $("compare-note").textContent = (runs.length > MAX_COMPARED ? `only the first ${MAX_COMPARED} ticked runs are drawn. ` : "") +
+    (left.length ? `not charted (${MAX_COMPARE_CHARTS} charts at most): ${left.join(", ")}` : "");
+}
+
+async function refreshCompare(known) {
+  const names = [...selected].filter((n) => known.has(n)).slice(0, MAX_COMPARED);
+  const results = await Promise.allSettled(names.map((n) => getJSON("/api/run-metrics?name=" + encodeURIComponent(n))));
+  renderCompare(results.filter((r) => r.status === "fulfilled").map((r) => r.value));
+}
+
 // Each panel from its own route: one failing route (or one odd value) costs only its panel.
 const PANELS = [
   ["/api/training", renderTraining, (why) => renderTraining({ waiting: "cannot read the status: " + why })],
@@ -396,6 +518,9 @@ const PANELS = [
   }],
   ["/api/previews", renderPreviews, previewsUnavailable],
   ["/api/daemon", renderDaemon, (why) => renderDaemon({ waiting: "cannot read the daemon status: " + why })],
+  ["/api/runs", (runs) => refreshCompare(renderRuns(runs)), (why) => {
+    $("runs").tBodies[0].replaceChildren(el("tr", {}, [el("td", { colSpan: 11, className: "muted", textContent: "runs not available: " + why })]));
+  }],
 ];
 
 async function refresh() {
