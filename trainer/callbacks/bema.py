@@ -34,11 +34,13 @@ class BEMA(NamedCallback):
             # wrapper cannot be rebuilt that way, and averaging adapters alone is not BEMA's model
             problems.append(f"{key}: bema averages the full weights; with model.lora only adapters train. "
                             "Drop bema or model.lora")
-        steps = config.hyperparams.max_steps
-        if steps is not None and options.update_after + options.update_freq > steps:
-            problems.append(f"{key}.update_freq: {options.update_freq} steps after update_after {options.update_after} "
-                            f"is past the job's {steps} steps, so <run>/bema would hold the starting weights; "
-                            "lower update_freq")
+        stages = [(f"stages[{i}].max_steps", stage.max_steps) for i, stage in enumerate(config.stages)]
+        for where, steps in stages or [("hyperparams.max_steps", config.hyperparams.max_steps)]:
+            if steps is not None and options.update_after + options.update_freq > steps:
+                problems.append(f"{key}.update_freq: {options.update_freq} steps after update_after {options.update_after} "
+                                f"is past {where} {steps}, so that run's bema/ would hold its starting weights; "
+                                "lower update_freq")
+                break
         return problems
 
     @classmethod

@@ -32,17 +32,21 @@ class SyncRefModel(NamedCallback):
     def check(cls, config: Any, options: SyncRefModelOptions, key: str) -> list[str]:
         from trainer.methods import method_class
 
-        without = [m.name for m in config.stage_methods() if not method_class(m.name).keeps_reference(m, config)]
-        if without:
-            return [f"{key}: sync_ref_model moves a frozen reference model, and method {without[0]} keeps none under this "
-                    "config (a method without one, a KL coefficient beta of 0, or model.lora, where the reference is the "
-                    "base with the adapters off)"]
+        # job-wide, like every callback: it syncs the stages that keep a reference (the DPO stage
+        # of SFT -> DPO) and leaves the others alone; refused when no stage keeps one
+        methods = config.stage_methods()
+        if not any(method_class(m.name).keeps_reference(m, config) for m in methods):
+            return [f"{key}: sync_ref_model moves a frozen reference model, and method {methods[-1].name} keeps none under "
+                    "this config (a method without one, a KL coefficient beta of 0, or model.lora, where the reference is "
+                    "the base with the adapters off)"]
         return []
 
     @classmethod
     def build(cls, job: CallbackJob, options: SyncRefModelOptions) -> Any:
         from transformers import TrainerCallback
 
+        if not job.method.keeps_reference(job.method.options, job.context.config):
+            return None  # a stage without a reference (the SFT stage before DPO)
         reference = job.method.reference_of(job.trainer)
         if reference is None:  # check() refuses every known case; a custom method may still land here
             raise ValueError(f"sync_ref_model: the {job.method.name} trainer keeps no reference model to sync")
