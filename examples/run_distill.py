@@ -1,7 +1,7 @@
 """Distillation: a teacher (the embedded 3.7 M small-qwen3) learns the task by SFT in stage 1; stage 2
 distils its next-token distributions into the tiny Qwen3 (forward KL plus the next-token loss).
 
-    python examples/run_distill.py [--max-steps 300] [--output-dir outputs/examples] [--set KEY=VALUE ...]
+    python examples/run_distill.py [--max-steps 150] [--output-dir outputs/examples] [--set KEY=VALUE ...]
 
 The teacher stage is cached (stages[0].cache): a second run with the same settings copies it.
 A teacher of your own: a local folder with the student's tokenizer as method.teacher, and no stages.
@@ -23,7 +23,7 @@ from trainer.core import TrainerEngine  # noqa: E402
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--max-steps", type=int, default=150)
     parser.add_argument("--output-dir", default=str(REPO / "outputs" / "examples"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key")
     args = parser.parse_args(argv)

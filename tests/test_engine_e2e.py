@@ -246,6 +246,29 @@ def test_main_job_learns_the_profile_format(tmp_path, builtin_cache, profile):
     assert metrics["probes_format_ok"] >= 0.9 * metrics["probes"], proc.stdout[-2000:]
     assert metrics["loss_end"] < metrics["loss_start"] / 5
 
+    # The saved model stands alone: plain transformers, the held-out questions with no system
+    # message (as serving stacks send them), greedy: as many answers in the format as the
+    # engine's own previews (its template puts the profile's system prompt in).
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.profiles import get_profile
+
+    folder = tmp_path / "outputs" / "main" / "model"
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    previews = [json.loads(line) for line in (tmp_path / "outputs" / "main" / "previews.jsonl").read_text().splitlines()]
+    last = [p for p in previews if p["step"] == max(q["step"] for q in previews)]
+    assert len(last) == metrics["probes"]
+    checker, plain_ok = get_profile(profile), 0
+    for preview in last:
+        inputs = tokenizer.apply_chat_template([{"role": "user", "content": preview["prompt"]}], add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            output = model.generate(**inputs, do_sample=False)
+        answer = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        plain_ok += checker.check_format(answer).format_ok
+    assert plain_ok >= metrics["probes_format_ok"], (plain_ok, metrics["probes_format_ok"])
+
 
 def test_fresh_run_refuses_a_run_folder_with_checkpoints(tmp_path, builtin_cache):
     from trainer.config import ConfigError

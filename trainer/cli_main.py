@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trainer",
         description="Fine-tune a Hugging Face causal LM on your data with a data profile.",
         epilog="Any config key can be set with --set PATH=VALUE; see --config-reference. "
-        "Other actions: 'dashboard [--port N]' (web page), 'watch' (terminal view); "
-        "each has its own --help.",
+        "Other actions: 'dashboard [--port N]' (web page), 'watch' (terminal view), "
+        "'export RUN_OR_MODEL_DIR --to ollama|merged'; each has its own --help.",
     )
     parser.add_argument(
         "--config", metavar="PATH",
@@ -177,7 +177,7 @@ def run_view(action: str, argv: Sequence[str]) -> int:
     return serve(dashboard_sources(config), args.host, args.port)
 
 
-ACTIONS = ("dashboard", "watch")
+ACTIONS = ("dashboard", "watch", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ACTIONS:
         try:
+            if argv[0] == "export":
+                from trainer.export import main as export
+
+                return export(argv[1:])
             return run_view(argv[0], argv[1:])
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from trainer.monitoring.callbacks import (
 )
 from trainer.monitoring.preview_backend import PreviewBackend, PreviewSummary
 from trainer.monitoring.win_rate import WinRateCallback, WinRateTracker
+from trainer.models.templates import with_default_system
 from trainer.trackers import TrackerSession
 
 
@@ -106,6 +107,29 @@ def _win_rate_tracker(s: JobContext, probes: list[Any], log: JsonlLog) -> WinRat
         return None
     judge = build_judge(s.config.inference.judge, s.profile, s.device)
     return WinRateTracker(judge, probes, s.run_dir, s.writer, log)
+
+
+def _system_prompt(s: JobContext) -> str:
+    """The system message every training row without its own began with."""
+    return s.profile.format_system_prompt(s.config.profile.system_prompt)
+
+
+def _write_card(s: JobContext, method: Any, model_path: Path, metrics: dict[str, Any], probes: list[Any]) -> None:
+    """The model folder's README.md (trainer.core.model_card), from the job's records."""
+    from core.run_layout import STAGE_PREFIX
+    from trainer.core.model_card import CARD, render_card
+
+    report = json.loads(s.layout.data_report.read_text("utf-8")) if s.layout.data_report.is_file() else {}
+    stage = f"as {s.run_dir.name} of the curriculum in `{s.run_dir.parent.name}`" if s.run_dir.name.startswith(STAGE_PREFIX) else None
+    question = next((m["content"] for m in probes[0].messages if m["role"] == "user"), None) if probes else None
+    config = s.config.model_dump(mode="json")
+    config["model"]["precision"] = s.precision  # what it trained in, not "auto"
+    card = render_card(
+        run_name=s.run_dir.name, base_model=s.config.model.path, method=method.name, generates=method.generates,
+        profile=s.config.profile.name, system_prompt=_system_prompt(s), config=config,
+        report=report, metrics=metrics, model_folder=model_path, stage=stage, example_question=question,
+    )
+    (model_path / CARD).write_text(card, "utf-8")
 
 
 def train_and_save(s: JobContext) -> JobResult:
@@ -201,8 +225,14 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     else:
         trainer.save_model(str(model_path))
     if is_main_process():
-        for folder in (model_path, s.layout.adapter) if config.model.lora is not None else (model_path,):
-            tok.tokenizer.save_pretrained(str(folder))  # carries the chat template we trained with
+        # the template we trained with, which puts the profile's system prompt in when a
+        # conversation has none (serving stacks mostly send none; trainer.models.templates)
+        trained, tok.tokenizer.chat_template = tok.tokenizer.chat_template, with_default_system(tok.template, _system_prompt(s))
+        try:
+            for folder in (model_path, s.layout.adapter) if config.model.lora is not None else (model_path,):
+                tok.tokenizer.save_pretrained(str(folder))
+        finally:
+            tok.tokenizer.chat_template = trained
         if method.generates:
             model.generation_config.save_pretrained(str(model_path))
     distributed.barrier()  # no rank reports the job done before the model is on disk
@@ -226,6 +256,8 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
         **method_figures,
     }
     trackers.final(metrics, step, is_main_process())
+    if is_main_process():
+        _write_card(s, method, model_path, metrics, probes)
     result = JobResult(s.run_dir, model_path, metrics, probes=probes)
     if writer.enabled:
         s.layout.result.write_text(json.dumps(result.to_json(), indent=2), "utf-8")

@@ -153,6 +153,9 @@ def make_trainer(trainer_class: type, context: JobContext, model: Any, args: Any
     )
     optim.install(trainer, context.config.hyperparams)  # what TrainingArguments cannot say (trainer.optim)
     trainer.remove_callback(PrinterCallback)  # raw log dicts; ConsoleProgressCallback replaces it
+    # TRL writes its own card into the run folder at each save, naming the base model None; the
+    # model folder gets a true one (trainer.core.model_card)
+    trainer.create_model_card = lambda *args, **kwargs: None
     return trainer
 
 

@@ -9,6 +9,7 @@ training did.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,41 @@ def end_of_turn_token(template: str, tokenizer: Any) -> str | None:
         if candidate in template and candidate in tokenizer.get_vocab():
             return candidate
     return tokenizer.eos_token
+
+
+# The head a saved template gets (with_default_system), between these marks so a later save
+# (a curriculum's next stage loads the previous stage's tokenizer) replaces it instead of adding another.
+DEFAULT_SYSTEM_OPEN = "{#- hero-trainer: default system prompt #}"
+DEFAULT_SYSTEM_CLOSE = "{#- /hero-trainer #}"
+
+
+def without_default_system(template: str) -> str:
+    """``template`` without a head :func:`with_default_system` put in."""
+    if template.startswith(DEFAULT_SYSTEM_OPEN) and DEFAULT_SYSTEM_CLOSE in template:
+        return template.split(DEFAULT_SYSTEM_CLOSE, 1)[1]
+    return template
+
+
+def with_default_system(template: str, system: str) -> str:
+    """``template`` that puts ``system`` in as the system message of a conversation that has
+    none, as stock templates carry a default system message, and keeps a conversation's own.
+
+    The engine trains every row with the profile's system prompt; serving stacks (vLLM, Ollama,
+    a plain ``apply_chat_template``) mostly send none, and the model would then see a prompt it
+    never trained on. With this head, the saved model renders such a conversation exactly as
+    training did.
+    """
+    template = without_default_system(template)
+    if not system:
+        return template
+    # a Jinja string literal: Jinja reads backslash escapes as Python does; non-ASCII (emoji)
+    # stays as it is, which Jinja turns back into the same characters
+    literal = json.dumps(system, ensure_ascii=False)
+    head = (
+        f"{DEFAULT_SYSTEM_OPEN}"
+        "{%- if not messages or messages[0]['role'] != 'system' %}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {literal}}}] + messages %}}"
+        "{%- endif %}"
+        f"{DEFAULT_SYSTEM_CLOSE}"
+    )
+    return head + template

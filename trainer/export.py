@@ -1,0 +1,156 @@
+"""``trainer export RUN_OR_MODEL_DIR --to ollama|merged``: a saved model made ready for a serving stack.
+
+- ``ollama``: a ``Modelfile`` beside the weights (``ollama create NAME -f Modelfile`` in that
+  folder): the chat template in Ollama's Go template language, the profile's system prompt, the
+  stop tokens and greedy sampling, as the engine evaluates. Only ChatML templates translate
+  (the embedded models', Qwen's): a Jinja template in general is a program, and no converter of
+  Jinja to Go templates exists to rely on.
+- ``merged``: a LoRA adapter folder (``model.lora.merge: false``) merged onto its recorded base
+  into a full folder that loads without peft.
+
+A run folder is taken to its final model (a curriculum's last stage: ``result.json`` names it).
+The system prompt and stops come from the run's ``resolved_config.json`` (the profile) where the
+folder sits in a run, else from what the saved template carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.run_layout import RunLayout
+from trainer.config.errors import ConfigError
+from trainer.models.templates import DEFAULT_SYSTEM_CLOSE, DEFAULT_SYSTEM_OPEN
+
+MODELFILE = "Modelfile"
+CHATML_END = "<|im_end|>"
+
+# Ollama's Go template for ChatML: what CHATML_TEMPLATE (with its default system head) renders
+OLLAMA_CHATML = (
+    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+    "<|im_start|>assistant\n"
+)
+
+
+def model_folder(path: Path) -> Path:
+    """The model folder ``path`` names: itself, or a run's final model."""
+    path = Path(path)
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    result = path / RunLayout.RESULT
+    if result.is_file():
+        saved = json.loads(result.read_text("utf-8")).get("model_path")
+        if saved and Path(saved).is_dir():
+            return Path(saved)
+    if (path / RunLayout.MODEL).is_dir():
+        return path / RunLayout.MODEL
+    raise ConfigError([f"{path}: neither a model folder (config.json) nor a run folder with a saved model"])
+
+
+def _run_config(folder: Path) -> dict[str, Any] | None:
+    """The resolved config of the run (or stage) the model folder was saved by."""
+    resolved = folder.parent / RunLayout.RESOLVED_CONFIG
+    if resolved.is_file():
+        return json.loads(resolved.read_text("utf-8")).get("config")
+    return None
+
+
+def system_and_stops(folder: Path, template: str) -> tuple[str, list[str]]:
+    """The system prompt a conversation without one gets, and where generation stops."""
+    config = _run_config(folder)
+    if config is not None:
+        from trainer.profiles import get_profile
+
+        section = config["profile"]
+        profile = get_profile(section["name"], **(section.get("options") or {}))
+        stops = section.get("stop_sequences") or profile.get_stop_sequences()
+        return profile.format_system_prompt(section.get("system_prompt", "")), [s for s in stops if s]
+    system = ""
+    if template.startswith(DEFAULT_SYSTEM_OPEN):  # the head trainer.models.templates writes
+        head = template.split(DEFAULT_SYSTEM_CLOSE, 1)[0]
+        literal = head.split("'content': ", 1)[1].rsplit("}]", 1)[0]
+        system = json.loads(literal)
+    return system, []
+
+
+def _template(folder: Path) -> str:
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text("utf-8")
+    config = json.loads((folder / "tokenizer_config.json").read_text("utf-8"))
+    return config.get("chat_template") or ""
+
+
+def modelfile(folder: Path) -> str:
+    """The Modelfile text for the model in ``folder``."""
+    template = _template(folder)
+    if "<|im_start|>" not in template or CHATML_END not in template:
+        raise ConfigError([f"{folder}: its chat template is not ChatML; only ChatML templates translate to Ollama's "
+                           "(write TEMPLATE in the Modelfile yourself)"])
+    system, stops = system_and_stops(folder, template)
+    generation = json.loads((folder / "generation_config.json").read_text("utf-8")) if (folder / "generation_config.json").is_file() else {}
+    lines = [
+        "# Written by hero-trainer (trainer export --to ollama). In this folder: ollama create NAME -f Modelfile",
+        "FROM .",
+        f'TEMPLATE """{OLLAMA_CHATML}"""',
+    ]
+    if system:
+        lines.append(f'SYSTEM """{system}"""')
+    for stop in dict.fromkeys([CHATML_END, *stops]):
+        lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
+    lines.append("PARAMETER temperature 0")  # greedy, as the engine's previews and held-out figures
+    if isinstance(generation.get("max_new_tokens"), int):
+        lines.append(f"PARAMETER num_predict {generation['max_new_tokens']}")
+    return "\n".join(lines) + "\n"
+
+
+def export_ollama(folder: Path, out: Path | None) -> Path:
+    target = (out or folder) / MODELFILE
+    target.write_text(modelfile(folder), "utf-8")
+    return target
+
+
+def export_merged(folder: Path, out: Path | None) -> Path:
+    """The adapter folder merged onto its base, as a full model folder."""
+    from transformers import AutoTokenizer
+
+    from trainer.models import lora
+
+    if not lora.is_adapter_folder(folder):
+        raise ConfigError([f"{folder}: not a LoRA adapter folder (no adapter_config.json): it is a full model already"])
+    from transformers import AutoModelForCausalLM
+
+    target = out or folder.parent / f"{folder.name}-merged"
+    if target.exists() and any(target.iterdir()):
+        raise ConfigError([f"{target} already exists and is not empty; choose another with --output"])
+    merged = lora.load_adapter_folder(folder, lambda base: AutoModelForCausalLM.from_pretrained(base))
+    merged.save_pretrained(str(target))
+    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(target))
+    for name in ("generation_config.json", "README.md"):
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, target / name)
+    return target
+
+
+EXPORTS: dict[str, Callable[[Path, Path | None], Path]] = {"ollama": export_ollama, "merged": export_merged}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainer export", description="Make a saved model ready for a serving stack.")
+    parser.add_argument("path", type=Path, help="A run folder (its final model) or a model folder.")
+    parser.add_argument("--to", required=True, choices=sorted(EXPORTS), help="ollama: a Modelfile beside the weights; "
+                        "merged: a LoRA adapter folder merged into a full one.")
+    parser.add_argument("--output", type=Path, help="Where to write (default: the model folder; merged: <model>-merged).")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    written = EXPORTS[args.to](model_folder(args.path), args.output)
+    print(f"wrote {written}")
+    return 0
