@@ -74,7 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         part = args.job_dir / (EXIT_CODE_FILE + ".part")
         part.write_text(str(code))
         os.replace(part, args.job_dir / EXIT_CODE_FILE)
+    elif world_size() > 1 and code != 0:
+        # torchrun stops every rank as soon as one fails: a rank that fails first (a config error
+        # is found by all of them at once) lets rank 0 write the job's exit code before it goes
+        wait_for_file(args.job_dir / EXIT_CODE_FILE, RANK0_GRACE_S)
     return code
+
+
+RANK0_GRACE_S = 30.0
+
+
+def wait_for_file(path: Path, timeout: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

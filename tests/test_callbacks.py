@@ -60,6 +60,8 @@ def test_win_rate_callback_is_the_inference_setting():
     (["sync_ref_model"], {"method": "dpo", "model.lora": {}}, "and method dpo keeps none"),
     (["log_completions"], {}, "callbacks[0]: log_completions writes tables to the experiment trackers"),
     (["bema"], {"model.lora": {}}, "callbacks[0]: bema averages the full weights"),
+    ([{"name": "bema", "update_freq": 2}], {"method": "ppo", "hyperparams.max_steps": 10}, "and method ppo adds modules of its own"),
+    ([{"name": "bema", "update_freq": 2}], {"hybrid": {"cycles": 1, "steps_per_cycle": 10}}, "and method ppo adds modules"),
     (["bema"], {"hyperparams.max_steps": 10}, "callbacks[0].update_freq: 400 steps after update_after 0 is past hyperparams.max_steps 10"),
     ([{"name": "bema", "update_freq": 8}], {"stages": [{"method": "sft", "max_steps": 10}, {"method": "sft", "max_steps": 5}]},
      "is past stages[1].max_steps 5"),

@@ -389,3 +389,16 @@ def test_print_config_as_yaml_reads_back(tmp_path, capsys):
     # the printed config is itself a config file that loads to the same values
     again = write(tmp_path / "again.yaml", yaml.safe_dump(printed["config"]))
     assert ConfigLoader(again).load().hyperparams.learning_rate == pytest.approx(2e-5)
+
+
+def test_yaml_anchors_and_merge_keys(tmp_path):
+    path = write(tmp_path / "c.yaml", (
+        "stages:\n"
+        "  - &sft {method: {name: sft}, max_steps: 10, learning_rate: 1e-3}\n"
+        "  - {<<: *sft, max_steps: 20}\n"
+    ))
+    config = ConfigLoader(path).load()
+    assert [(s.method.name, s.max_steps, s.learning_rate) for s in config.stages] == [("sft", 10, 1e-3), ("sft", 20, 1e-3)]
+    twice = write(tmp_path / "d.yaml", "stages:\n  - {method: sft, max_steps: 1, max_steps: 2}\n")
+    assert problems_of(ConfigLoader(twice).load) == [
+        f"{twice}: key stages.max_steps is given 2 times; YAML keeps only the last, so keep one"]

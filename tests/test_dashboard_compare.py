@@ -144,3 +144,21 @@ def test_ticking_runs_overlays_them_with_values_on_hover(dashboard, runs, tmp_pa
         again.wait_for("document.querySelectorAll('#compare-loss polyline').length === 2")
         assert again.js("[...document.querySelectorAll('#runs input:checked')].map(i => i.dataset.run)") == ["sft-then-dpo", "sft-fast"] or \
             sorted(again.js("[...document.querySelectorAll('#runs input:checked')].map(i => i.dataset.run)")) == ["sft-fast", "sft-then-dpo"]
+
+
+def test_the_live_run_shows_its_live_verdict_before_an_old_failed_result(tmp_path):
+    from datetime import datetime, timezone
+
+    run = tmp_path / "outputs" / "resumed"
+    run.mkdir(parents=True)
+    (run / "resolved_config.json").write_text(json.dumps({"config": {"method": {"name": "sft"}, "profile": {"name": "regime3"}}}))
+    (run / "result.json").write_text(json.dumps({"status": "failed", "error_type": "TrainingDiverged"}))
+    other = tmp_path / "outputs" / "diverged"
+    other.mkdir()
+    (other / "resolved_config.json").write_text((run / "resolved_config.json").read_text())
+    (other / "result.json").write_text((run / "result.json").read_text())
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"phase": "training", "run_dir": str(run), "timestamp": datetime.now(timezone.utc).isoformat()}))
+    listed = {r["name"]: r for r in Sources(status, tmp_path / "daemon.json", tmp_path / "outputs").runs()}
+    assert (listed["resumed"]["status"], listed["resumed"]["tone"]) == ("running", "active")  # being resumed
+    assert (listed["diverged"]["status"], listed["diverged"]["tone"]) == ("failed", "bad")

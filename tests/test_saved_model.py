@@ -91,21 +91,52 @@ def test_the_model_card_tells_the_truth_and_its_snippet_runs(saved_run):
 
 
 def render_go(template: str, system: str, messages: list[dict]) -> str:
-    """The Go template subset the Modelfile uses (if .System, range .Messages, .Role, .Content),
-    as Ollama's text/template renders it: ``{{-`` trims the whitespace before it."""
-    template = re.sub(r"\s*\{\{-", "{{", template)
-    template = re.sub(r"\{\{ if \.System \}\}(.*?)\{\{ end \}\}", lambda m: m.group(1) if system else "", template, flags=re.S)
-    template = template.replace("{{ .System }}", system)
-    return re.sub(r"\{\{ range \.Messages \}\}(.*?)\{\{ end \}\}", lambda m: "".join(
-        m.group(1).replace("{{ .Role }}", msg["role"]).replace("{{ .Content }}", msg["content"]) for msg in messages),
-        template, flags=re.S)
+    """Go's text/template, the subset the Modelfile uses (``if .System``, ``if ne .Role "system"``,
+    ``range .Messages``, ``.System`` / ``.Role`` / ``.Content``; ``{{-`` trims the whitespace
+    before it), with the data as Ollama hands it: the system message both as ``.System`` and
+    among ``.Messages``."""
+    template = re.sub(r"\s*\{\{-\s*", "{{", template)
+    tokens = re.split(r"(\{\{.*?\}\})", template)
+
+    def run(pos: int, scope: dict) -> tuple[str, int]:
+        out = []
+        while pos < len(tokens):
+            token = tokens[pos]
+            if not token.startswith("{{"):
+                out.append(token)
+                pos += 1
+                continue
+            action = token[2:-2].strip()
+            if action == "end":
+                return "".join(out), pos + 1
+            if action.startswith("if "):
+                test = action[3:]
+                on = bool(scope["System"]) if test == ".System" else scope["Role"] != re.fullmatch(r'ne \.Role "(\w+)"', test).group(1)
+                body, pos = run(pos + 1, scope)
+                out.append(body if on else "")
+            elif action == "range .Messages":
+                start, body = pos + 1, ""
+                for message in scope["Messages"]:
+                    text, pos = run(start, {**scope, "Role": message["role"], "Content": message["content"]})
+                    body += text
+                if not scope["Messages"]:
+                    _, pos = run(start, {**scope, "Role": "", "Content": ""})
+                out.append(body)
+            else:
+                out.append(str(scope[action.lstrip(".")]))
+                pos += 1
+        return "".join(out), pos
+
+    data = {"System": system, "Messages": ([{"role": "system", "content": system}] if system else []) + messages}
+    return run(0, data)[0]
 
 
 def _modelfile(path) -> dict:
     text = path.read_text()
     found = {"TEMPLATE": re.search(r'^TEMPLATE """(.*?)"""$', text, re.S | re.M).group(1),
              "SYSTEM": re.search(r'^SYSTEM """(.*?)"""$', text, re.S | re.M).group(1),
-             "stop": [json.loads(v) for v in re.findall(r"^PARAMETER stop (.+)$", text, re.M)],
+             # Ollama strips the quotes and unescapes nothing: \"\"\"...\"\"\" may span lines
+             "stop": [m[0] or m[1] for m in re.findall(r'^PARAMETER stop (?:"""(.*?)"""|"([^"]*)")$', text, re.M | re.S)],
              "FROM": re.search(r"^FROM (.+)$", text, re.M).group(1)}
     found.update({k: v for k, v in re.findall(r"^PARAMETER (temperature|num_predict) (\S+)$", text, re.M)})
     return found
@@ -130,11 +161,21 @@ def test_ollama_modelfile_renders_what_the_engine_renders(saved_run, capsys):
     question = [{"role": "user", "content": "Ada has 3 pens. She buys 4 more. How many pens?"}]
     engine = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
     assert render_go(modelfile["TEMPLATE"], modelfile["SYSTEM"], question) == engine
+    # a user's own system message (Ollama puts it in .System, in place of the Modelfile's): once
+    mine = [{"role": "system", "content": "Be brief."}, *question]
+    assert render_go(modelfile["TEMPLATE"], "Be brief.", question) == tokenizer.apply_chat_template(
+        mine, tokenize=False, add_generation_prompt=True)
+    # the stops are the real characters: regime3's blank-line stop is three newlines, not "\\n"
+    assert "\n\n\n" in modelfile["stop"]
     # a bare model folder (no run around it) still gets the system prompt its template carries
     bare = result.run_dir.parent / "bare-model"
     shutil.copytree(result.model_path, bare)
     assert main(["export", str(bare), "--to", "ollama"]) == 0
     assert _modelfile(bare / "Modelfile")["SYSTEM"] == system
+    # written elsewhere, the Modelfile names the weights' folder (Ollama resolves FROM against it)
+    elsewhere = result.run_dir.parent / "ollama" / "new"
+    assert main(["export", str(result.run_dir), "--to", "ollama", "--output", str(elsewhere)]) == 0
+    assert _modelfile(elsewhere / "Modelfile")["FROM"] == str(result.model_path.resolve())
 
 
 @pytest.mark.slow

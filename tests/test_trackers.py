@@ -156,3 +156,10 @@ def test_wandb_offline_run_holds_the_figures_and_config(tmp_path, builtin_cache,
     import wandb
 
     assert wandb.run is None  # the job closed its run: the next job in this process gets its own
+
+
+def test_a_curriculum_stage_is_named_after_its_job_in_the_trackers(tmp_path):
+    from trainer.methods.sft import tracker_run_name
+
+    assert tracker_run_name(tmp_path / "outputs" / "my-job" / "stage-2-dpo") == "my-job/stage-2-dpo"
+    assert tracker_run_name(tmp_path / "outputs" / "my-job") == "my-job"

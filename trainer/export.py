@@ -29,12 +29,24 @@ from trainer.models.templates import DEFAULT_SYSTEM_CLOSE, DEFAULT_SYSTEM_OPEN
 MODELFILE = "Modelfile"
 CHATML_END = "<|im_end|>"
 
-# Ollama's Go template for ChatML: what CHATML_TEMPLATE (with its default system head) renders
+# Ollama's Go template for ChatML: what CHATML_TEMPLATE (with its default system head) renders.
+# Ollama puts the Modelfile's SYSTEM first among the messages when a request has none, and hands
+# the system message both as .System and inside .Messages: the loop skips it (as Ollama's own
+# qwen2 template does), or it would be rendered twice.
 OLLAMA_CHATML = (
     "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+    "{{- range .Messages }}{{- if ne .Role \"system\" }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}{{ end }}"
     "<|im_start|>assistant\n"
 )
+
+
+def _quoted(value: str, key: str) -> str:
+    """A Modelfile value as Ollama's parser reads it: it strips the quotes and unescapes nothing,
+    so a value with a newline (a stop of "\\n\\n\\n") is written with the real characters
+    inside triple quotes, which may span lines."""
+    if '"""' in value:
+        raise ConfigError([f"{key}: {value!r} holds three double quotes, which a Modelfile cannot quote"])
+    return f'"""{value}"""' if ("\n" in value or '"' in value) else f'"{value}"'
 
 
 def model_folder(path: Path) -> Path:
@@ -86,8 +98,9 @@ def _template(folder: Path) -> str:
     return config.get("chat_template") or ""
 
 
-def modelfile(folder: Path) -> str:
-    """The Modelfile text for the model in ``folder``."""
+def modelfile(folder: Path, source: str = ".") -> str:
+    """The Modelfile text for the model in ``folder``; ``source`` is its FROM (Ollama resolves a
+    relative one against the Modelfile's folder)."""
     template = _template(folder)
     if "<|im_start|>" not in template or CHATML_END not in template:
         raise ConfigError([f"{folder}: its chat template is not ChatML; only ChatML templates translate to Ollama's "
@@ -95,14 +108,14 @@ def modelfile(folder: Path) -> str:
     system, stops = system_and_stops(folder, template)
     generation = json.loads((folder / "generation_config.json").read_text("utf-8")) if (folder / "generation_config.json").is_file() else {}
     lines = [
-        "# Written by hero-trainer (trainer export --to ollama). In this folder: ollama create NAME -f Modelfile",
-        "FROM .",
+        "# Written by hero-trainer (trainer export --to ollama): ollama create NAME -f Modelfile",
+        f"FROM {source}",
         f'TEMPLATE """{OLLAMA_CHATML}"""',
     ]
     if system:
-        lines.append(f'SYSTEM """{system}"""')
+        lines.append(f"SYSTEM {_quoted(system, 'the system prompt')}")
     for stop in dict.fromkeys([CHATML_END, *stops]):
-        lines.append(f"PARAMETER stop {json.dumps(stop, ensure_ascii=False)}")
+        lines.append(f"PARAMETER stop {_quoted(stop, 'a stop sequence')}")
     lines.append("PARAMETER temperature 0")  # greedy, as the engine's previews and held-out figures
     if isinstance(generation.get("max_new_tokens"), int):
         lines.append(f"PARAMETER num_predict {generation['max_new_tokens']}")
@@ -110,8 +123,11 @@ def modelfile(folder: Path) -> str:
 
 
 def export_ollama(folder: Path, out: Path | None) -> Path:
-    target = (out or folder) / MODELFILE
-    target.write_text(modelfile(folder), "utf-8")
+    beside = out is None or out.resolve() == folder.resolve()
+    target = (folder if beside else out) / MODELFILE
+    text = modelfile(folder, "." if beside else str(folder.resolve()))  # elsewhere: FROM names the weights
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, "utf-8")
     return target
 
 
@@ -123,17 +139,21 @@ def export_merged(folder: Path, out: Path | None) -> Path:
 
     if not lora.is_adapter_folder(folder):
         raise ConfigError([f"{folder}: not a LoRA adapter folder (no adapter_config.json): it is a full model already"])
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     target = out or folder.parent / f"{folder.name}-merged"
     if target.exists() and any(target.iterdir()):
         raise ConfigError([f"{target} already exists and is not empty; choose another with --output"])
-    merged = lora.load_adapter_folder(folder, lambda base: AutoModelForCausalLM.from_pretrained(base))
+    adapter = json.loads((folder / lora.ADAPTER_CONFIG).read_text("utf-8"))
+    auto = AutoModelForSequenceClassification if adapter.get("task_type") == "SEQ_CLS" else AutoModelForCausalLM
+    merged = lora.load_adapter_folder(folder, lambda base: auto.from_pretrained(base))
     merged.save_pretrained(str(target))
     AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(target))
-    for name in ("generation_config.json", "README.md"):
-        if (folder / name).is_file():
-            shutil.copy2(folder / name, target / name)
+    if (folder / "generation_config.json").is_file():
+        shutil.copy2(folder / "generation_config.json", target / "generation_config.json")
+    card = folder / "README.md"
+    if card.is_file():  # the card's usage snippet names the folder it loads
+        (target / "README.md").write_text(card.read_text("utf-8").replace(json.dumps(str(folder)), json.dumps(str(target))), "utf-8")
     return target
 
 

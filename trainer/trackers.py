@@ -50,7 +50,8 @@ class Tracker:
     log_config: Callable[[Any, dict[str, Any]], None] | None = None
     log_final: Callable[[Any, dict[str, float], int], None] | None = None
     log_table: Callable[[Any, str, list[str], list[list[Any]], list[list[Any]], int], None] | None = None
-    close: Callable[[Any], None] | None = None
+    open_before: Callable[[Any], Any] = lambda callback: None  # what the tracker had open before the job
+    close: Callable[[Any, Any], None] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -107,11 +108,17 @@ def _wandb_final(callback: Any, figures: dict[str, float], step: int) -> None:
         run.summary.update({f"final/{name}": value for name, value in figures.items()})
 
 
-def _wandb_close(callback: Any) -> None:
+def _wandb_close(callback: Any, before: Any) -> None:
     # transformers leaves the run open until the process exits; a daemon or a notebook runs
-    # several jobs in one process, each its own W&B run
-    if callback._wandb is not None and callback._wandb.run is not None:
+    # several jobs in one process, each its own W&B run. A run the user had open before the job
+    # (transformers logs into it) is theirs to finish.
+    run = callback._wandb.run if callback._wandb is not None else None
+    if run is not None and run is not before:
         callback._wandb.finish()
+
+
+def _wandb_open(callback: Any) -> Any:
+    return callback._wandb.run if callback._wandb is not None else None
 
 
 def _mlflow_config(callback: Any, config: dict[str, Any]) -> None:
@@ -135,7 +142,8 @@ TRACKERS: dict[str, Tracker] = {
         Tracker(
             "wandb", "wandb", "hero-trainer[wandb]",
             environment=lambda run_dir, output_dir, project: {"WANDB_DIR": str(run_dir), "WANDB_PROJECT": project},
-            log_config=_wandb_config, log_final=_wandb_final, log_table=_wandb_table, close=_wandb_close,
+            log_config=_wandb_config, log_final=_wandb_final, log_table=_wandb_table,
+            open_before=_wandb_open, close=_wandb_close,
             notes=("set WANDB_MODE=offline to keep the run on disk (wandb sync uploads it later)",),
         ),
         Tracker(
@@ -196,6 +204,7 @@ class TrackerSession:
         self.names = list(names)
         self._environment = environment(self.names, run_dir, output_dir, project)
         self._attached: list[tuple[Tracker, Any]] = []
+        self._before: list[Any] = []
 
     def __enter__(self) -> TrackerSession:
         self._environment.__enter__()
@@ -203,9 +212,9 @@ class TrackerSession:
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            for tracker, callback in self._attached:
+            for (tracker, callback), before in zip(self._attached, self._before):
                 if tracker.close is not None:
-                    tracker.close(callback)
+                    tracker.close(callback, before)
         finally:
             self._environment.__exit__(*exc)
 
@@ -215,6 +224,7 @@ class TrackerSession:
         if not self.names:
             return
         self._attached = integration_callbacks(trainer, self.names)
+        self._before = [tracker.open_before(callback) for tracker, callback in self._attached]
         trainer.add_callback(config_callback(self._attached, config))
 
     def log_table(self, key: str, columns: list[str], rows: list[list[Any]], history: list[list[Any]], step: int) -> int:

@@ -3,6 +3,7 @@ once the job's trainer exists."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,7 @@ class CallbackJob:
     backend: PreviewBackend  # generates answers to the held-out prompts as previews do
     trackers: TrackerSession
     console_progress: Any  # our console-line callback, for a callback that replaces it
+    save_tokenizer: Callable[[str], None]  # into a folder, with the saved template (the profile's system prompt)
 
 
 class NamedCallback:

@@ -34,6 +34,12 @@ class BEMA(NamedCallback):
             # wrapper cannot be rebuilt that way, and averaging adapters alone is not BEMA's model
             problems.append(f"{key}: bema averages the full weights; with model.lora only adapters train. "
                             "Drop bema or model.lora")
+        from trainer.methods import method_class
+
+        extended = [m.name for m in config.stage_methods() if method_class(m.name).extends_model]
+        if extended:
+            problems.append(f"{key}: bema rebuilds the model from its class and config, and method {extended[0]} adds "
+                            "modules of its own to it (PPO's value head); drop bema for this job")
         stages = [(f"stages[{i}].max_steps", stage.max_steps) for i, stage in enumerate(config.stages)]
         for where, steps in stages or [("hyperparams.max_steps", config.hyperparams.max_steps)]:
             if steps is not None and options.update_after + options.update_freq > steps:
@@ -47,17 +53,15 @@ class BEMA(NamedCallback):
     def build(cls, job: CallbackJob, options: BEMAOptions) -> Any:
         from trl import BEMACallback
 
-        tokenizer = job.context.tokens.tokenizer
-
         class SavedBEMA(BEMACallback):
-            """TRL's, and the folder it writes stands alone: the tokenizer (with the chat template
-            we trained with) and the generation settings beside the weights."""
+            """TRL's, and the folder it writes stands alone: the tokenizer (with the saved chat
+            template, which carries the profile's system prompt) and the generation settings."""
 
             def on_train_end(self, args, state, control, **kwargs):
                 super().on_train_end(args, state, control, **kwargs)
                 if state.is_world_process_zero:
                     folder = f"{args.output_dir}/bema"
-                    tokenizer.save_pretrained(folder)
+                    job.save_tokenizer(folder)
                     model = kwargs.get("model")
                     if getattr(model, "generation_config", None) is not None:
                         model.generation_config.save_pretrained(folder)

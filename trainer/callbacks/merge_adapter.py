@@ -43,8 +43,6 @@ class MergeAdapter(NamedCallback):
 
         from transformers import TrainerCallback
 
-        tokenizer = job.context.tokens.tokenizer
-
         class MergeOnSave(TrainerCallback):
             def on_save(self, args, state, control, model=None, **kwargs):
                 if not state.is_world_process_zero:
@@ -53,7 +51,7 @@ class MergeAdapter(NamedCallback):
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}" / MERGED
                 merged = copy.deepcopy(unwrapped).merge_and_unload()  # a copy: training keeps its adapters
                 merged.save_pretrained(str(folder))
-                tokenizer.save_pretrained(str(folder))
+                job.save_tokenizer(str(folder))
                 if getattr(merged, "generation_config", None) is not None:
                     merged.generation_config.save_pretrained(str(folder))
 

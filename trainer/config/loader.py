@@ -170,9 +170,14 @@ def _config_yaml_loader() -> type:
         pass
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _KeyedObject:
+        # repeated keys are counted among those written here; a merge key (<<: *anchor) brings
+        # in keys that the ones written here may override, as YAML means it
+        written = [loader.construct_object(k, deep=True) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
         loader.flatten_mapping(node)
-        pairs = [(loader.construct_object(k, deep=True), loader.construct_object(v, deep=True)) for k, v in node.value]
-        return _KeyedObject.from_pairs(pairs)
+        obj = _KeyedObject({loader.construct_object(k, deep=True): loader.construct_object(v, deep=True) for k, v in node.value})
+        counts = {key: written.count(key) for key in dict.fromkeys(written)}
+        obj.repeated = {key: count for key, count in counts.items() if count > 1}
+        return obj
 
     ConfigYamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     ConfigYamlLoader.add_implicit_resolver(

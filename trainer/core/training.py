@@ -114,6 +114,18 @@ def _system_prompt(s: JobContext) -> str:
     return s.profile.format_system_prompt(s.config.profile.system_prompt)
 
 
+def save_tokenizer(s: JobContext, folder: Path | str) -> None:
+    """The tokenizer into ``folder`` with the template we trained with, which puts the profile's
+    system prompt in when a conversation has none (serving stacks mostly send none;
+    trainer.models.templates): for every folder a job saves a model in."""
+    tok = s.tokens
+    trained, tok.tokenizer.chat_template = tok.tokenizer.chat_template, with_default_system(tok.template, _system_prompt(s))
+    try:
+        tok.tokenizer.save_pretrained(str(folder))
+    finally:
+        tok.tokenizer.chat_template = trained
+
+
 def _write_card(s: JobContext, method: Any, model_path: Path, metrics: dict[str, Any], probes: list[Any]) -> None:
     """The model folder's README.md (trainer.core.model_card), from the job's records."""
     from core.run_layout import STAGE_PREFIX
@@ -177,7 +189,8 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
         callbacks.append(WinRateCallback(tracker, backend, config.inference.win_rate_every_steps))
     trainer = method.build(s, model, callbacks)
     trackers.attach(trainer, config.model_dump(mode="json"))
-    for callback in build_callbacks(CallbackJob(s, trainer, method, backend, trackers, console_progress), config.callbacks):
+    job = CallbackJob(s, trainer, method, backend, trackers, console_progress, lambda folder: save_tokenizer(s, folder))
+    for callback in build_callbacks(job, config.callbacks):
         trainer.add_callback(callback)  # the config's own (trainer.callbacks), after ours
     resume = _resume_from(s)
     if resume is not None:
@@ -225,14 +238,8 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     else:
         trainer.save_model(str(model_path))
     if is_main_process():
-        # the template we trained with, which puts the profile's system prompt in when a
-        # conversation has none (serving stacks mostly send none; trainer.models.templates)
-        trained, tok.tokenizer.chat_template = tok.tokenizer.chat_template, with_default_system(tok.template, _system_prompt(s))
-        try:
-            for folder in (model_path, s.layout.adapter) if config.model.lora is not None else (model_path,):
-                tok.tokenizer.save_pretrained(str(folder))
-        finally:
-            tok.tokenizer.chat_template = trained
+        for folder in (model_path, s.layout.adapter) if config.model.lora is not None else (model_path,):
+            save_tokenizer(s, folder)
         if method.generates:
             model.generation_config.save_pretrained(str(model_path))
     distributed.barrier()  # no rank reports the job done before the model is on disk

@@ -357,13 +357,15 @@ class Sources:
             result = self._result(folder)
             stage_results = [self._result(folder, f"{s['folder']}/{RunLayout.RESULT}") for s in stages]
             status, tone = "incomplete", "warn"  # no result: stopped, killed, or still running
-            if result is not None and result.get("status") != "failed":
+            if live_dir is not None and folder.resolve() in (live_dir, live_dir.parent):
+                # the run the status file follows: its live verdict, before any result an earlier
+                # attempt left (a diverged run being resumed still has its failed result.json)
+                view = training_view(live, age_seconds(live.get("timestamp")))
+                status, tone = view["state"], view["tone"]
+            elif result is not None and result.get("status") != "failed":
                 status, tone = ("dry run", "neutral") if result.get("dry_run") else ("completed", "ok")
             elif (result or {}).get("status") == "failed" or any((r or {}).get("status") == "failed" for r in stage_results):
                 status, tone = "failed", "bad"
-            elif live_dir is not None and folder.resolve() in (live_dir, live_dir.parent):
-                view = training_view(live, age_seconds(live.get("timestamp")))
-                status, tone = view["state"], view["tone"]
             final = (result or {}).get("final_metrics") if result else None
             if final is None:  # a curriculum cut short: the last stage that finished
                 final = next(((r or {}).get("final_metrics") for r in reversed(stage_results) if (r or {}).get("final_metrics")), None)

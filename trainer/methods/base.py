@@ -61,6 +61,10 @@ class Method:
     # inference.evaluate_at_start says: an RL method's summary says its reward before and after.
     evaluates_at_start: ClassVar[bool] = False
 
+    # Whether build() adds modules of its own to the model it trains (our PPO's value head): a
+    # callback that rebuilds the model from its class and config (bema) cannot hold it.
+    extends_model: ClassVar[bool] = False
+
     # Whether build() gives the trainer an eval dataset when its arguments ask to evaluate (a
     # schedule on the held-out loss, hyperparams.scheduler reduce_on_plateau, needs one).
     evaluates_heldout_loss: ClassVar[bool] = False

@@ -116,6 +116,7 @@ class PPO(RLMethod):
     # out-of-the-box job stays a few minutes.
     refine_stage = {"max_steps": 15, "learning_rate": 1e-4}
     stage_references = ("teacher",)
+    extends_model = True  # the value head (attach_value_head)
 
     @classmethod
     def keeps_reference(cls, options: Any, config: TrainerConfig) -> bool:

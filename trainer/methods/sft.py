@@ -31,6 +31,14 @@ class SFTOptions(MethodOptions):
     name: Literal["sft"] = Field("sft", description="Supervised fine-tuning on the assistant turns.")
 
 
+def tracker_run_name(run_dir: Any) -> str:
+    """The run's name in the trackers: a curriculum's stage as ``<job>/<stage>``, so that two
+    jobs' ``stage-1-sft`` stay apart."""
+    from core.run_layout import STAGE_PREFIX
+
+    return f"{run_dir.parent.name}/{run_dir.name}" if run_dir.name.startswith(STAGE_PREFIX) else run_dir.name
+
+
 def training_arguments(context: JobContext, config_class: Any, **method_args: Any) -> Any:
     """The TrainingArguments every method shares, from the job config, as ``config_class``
     (TRL's per-method config classes all extend transformers' TrainingArguments)."""
@@ -61,7 +69,7 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         save_total_limit=config.output.save_total_limit,
         # experiment trackers: transformers' own callbacks (trainer.trackers says where they write)
         report_to=list(config.output.report_to),
-        run_name=context.run_dir.name,
+        run_name=tracker_run_name(context.run_dir),
         project=config.output.project,
         disable_tqdm=True,  # our console callback prints progress with an ETA
         use_cpu=context.device == "cpu",

@@ -79,7 +79,8 @@ def with_default_system(template: str, system: str) -> str:
         return template
     # a Jinja string literal: Jinja reads backslash escapes as Python does; non-ASCII (emoji)
     # stays as it is, which Jinja turns back into the same characters
-    literal = json.dumps(system, ensure_ascii=False)
+    # "#" as \u0023, so a prompt holding the closing mark cannot end the head early
+    literal = json.dumps(system, ensure_ascii=False).replace("#", "\\u0023")
     head = (
         f"{DEFAULT_SYSTEM_OPEN}"
         "{%- if not messages or messages[0]['role'] != 'system' %}"

@@ -430,7 +430,10 @@ const COMPARE_FIRST = ["reward", "kl", "rewards/margins", "rewards/accuracies", 
   "distill/divergence", "heldout_reward"];
 const FIGURE_KEYS = ["heldout_reward", "heldout_accuracy", "win_rate", "rewards/accuracies", "rewards/margins",
   "distill/divergence", "reward", "kl"];
-const selected = new Set(decodeURIComponent((location.hash.match(/compare=([^&]*)/) || [])[1] || "").split(",").filter(Boolean));
+// each name is encoded on its own, so a comma in a run's name stays in it; a malformed address
+// selects nothing rather than stopping the page
+const decoded = (part) => { try { return decodeURIComponent(part); } catch { return ""; } };
+const selected = new Set(((location.hash.match(/compare=([^&]*)/) || [])[1] || "").split(",").map(decoded).filter(Boolean));
 
 function saveSelection() {
   history.replaceState(null, "", selected.size ? "#compare=" + [...selected].map(encodeURIComponent).join(",") : location.pathname);
@@ -494,7 +497,7 @@ function renderCompare(runs) {
     renderChart(id, [], runs.map((r, n) => ({ key, label: r.name, points: r.points, n })), undefined, bounds);
   }
   const left = charted.slice(MAX_COMPARE_CHARTS);
-  $("compare-note").textContent = (runs.length > MAX_COMPARED ? `only the first ${MAX_COMPARED} ticked runs are drawn. ` : "") +
+  $("compare-note").textContent = (selected.size > MAX_COMPARED ? `only the first ${MAX_COMPARED} ticked runs are drawn. ` : "") +
     (left.length ? `not charted (${MAX_COMPARE_CHARTS} charts at most): ${left.join(", ")}` : "");
 }
 
