@@ -74,8 +74,8 @@ def test_layers_point_one_way():
 
 def test_trainer_layers():
     """Within trainer/: config is below everything but the option models it validates
-    (trainer.methods, trainer.optim and trainer.judges register them); data, models and profiles never reach up
-    into the engine."""
+    (trainer.methods, trainer.optim, trainer.judges and trainer.callbacks register them) and the
+    light tracker table (trainer.trackers); data, models and profiles never reach up into the engine."""
     graph = _graph()
     wrong = []
     for name, targets in graph.items():
