@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a clone without installing
 
 from trainer.config import create_default_config  # noqa: E402
-from trainer.config.loader import parse_cli_value  # noqa: E402
+from trainer.config.loader import set_overrides  # noqa: E402
 from trainer.core import TrainerEngine  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
                  "learning_rate": 0.0005, "warmup_steps": 0},
             ],
             "system.status_file": str(Path(args.output_dir) / "dpo_status.json"),
-            **dict((k, parse_cli_value(v)) for k, _, v in (s.partition("=") for s in args.set)),
+            **set_overrides(args.set),  # as the CLI reads --set
         },
     )
     result = TrainerEngine().run_job(config)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a clone without installing
 
 from trainer.config import create_default_config  # noqa: E402
-from trainer.config.loader import parse_cli_value  # noqa: E402
+from trainer.config.loader import set_overrides  # noqa: E402
 from trainer.core import TrainerEngine  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "rl_method": {"name": "grpo", "num_generations": 4},
             },
             "system.status_file": str(Path(args.output_dir) / "hybrid_status.json"),
-            **dict((k, parse_cli_value(v)) for k, _, v in (s.partition("=") for s in args.set)),
+            **set_overrides(args.set),  # as the CLI reads --set
         },
     )
     result = TrainerEngine().run_job(config)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a clone without installing
 
 from trainer.config import create_default_config  # noqa: E402
-from trainer.config.loader import parse_cli_value  # noqa: E402
+from trainer.config.loader import set_overrides  # noqa: E402
 from trainer.core import TrainerEngine  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
             "hyperparams.learning_rate": 3e-3,
             "hyperparams.warmup_steps": min(20, args.max_steps // 10),
             "system.status_file": str(Path(args.output_dir) / "orpo_status.json"),
-            **dict((k, parse_cli_value(v)) for k, _, v in (s.partition("=") for s in args.set)),
+            **set_overrides(args.set),  # as the CLI reads --set
         },
     )
     result = TrainerEngine().run_job(config)

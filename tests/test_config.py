@@ -402,3 +402,14 @@ def test_yaml_anchors_and_merge_keys(tmp_path):
     twice = write(tmp_path / "d.yaml", "stages:\n  - {method: sft, max_steps: 1, max_steps: 2}\n")
     assert problems_of(ConfigLoader(twice).load) == [
         f"{twice}: key stages.max_steps is given 2 times; YAML keeps only the last, so keep one"]
+
+
+def test_set_overrides_reads_set_items_as_the_cli_does():
+    from trainer.config.loader import set_overrides
+
+    assert set_overrides(["hyperparams.seed=3", "profile.name=emoji_think", "data.max_rows=null"]) == {
+        "hyperparams.seed": 3, "profile.name": "emoji_think", "data.max_rows": None}
+    assert problems_of(lambda: set_overrides(["seed", "=3", "a.b=1"])) == [
+        "--set seed: no '='; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8",
+        "--set =3: no key before '='; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8",
+    ]

@@ -24,7 +24,7 @@ from typing import Any
 
 from core.run_layout import RunLayout
 from trainer.config.errors import ConfigError
-from trainer.models.templates import DEFAULT_SYSTEM_CLOSE, DEFAULT_SYSTEM_OPEN
+from trainer.models.templates import default_system_of
 
 MODELFILE = "Modelfile"
 CHATML_END = "<|im_end|>"
@@ -73,21 +73,18 @@ def _run_config(folder: Path) -> dict[str, Any] | None:
 
 
 def system_and_stops(folder: Path, template: str) -> tuple[str, list[str]]:
-    """The system prompt a conversation without one gets, and where generation stops."""
-    config = _run_config(folder)
-    if config is not None:
-        from trainer.profiles import get_profile
+    """The system prompt a conversation without one gets, and where generation stops: as the job
+    that saved the folder had them, else what the saved template carries."""
+    saved = _run_config(folder)
+    if saved is None:
+        return default_system_of(template), []
+    from trainer.config.schema import TrainerConfig
+    from trainer.core.context import stop_sequences, system_prompt
+    from trainer.profiles import get_profile
 
-        section = config["profile"]
-        profile = get_profile(section["name"], **(section.get("options") or {}))
-        stops = section.get("stop_sequences") or profile.get_stop_sequences()
-        return profile.format_system_prompt(section.get("system_prompt", "")), [s for s in stops if s]
-    system = ""
-    if template.startswith(DEFAULT_SYSTEM_OPEN):  # the head trainer.models.templates writes
-        head = template.split(DEFAULT_SYSTEM_CLOSE, 1)[0]
-        literal = head.split("'content': ", 1)[1].rsplit("}]", 1)[0]
-        system = json.loads(literal)
-    return system, []
+    config = TrainerConfig.model_validate(saved)
+    profile = get_profile(config.profile.name, config.profile.options)
+    return system_prompt(config, profile), stop_sequences(config, profile)
 
 
 def _template(folder: Path) -> str:

@@ -107,6 +107,29 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
+def parse_set(item: str) -> tuple[str, Any] | str:
+    """``KEY.PATH=VALUE`` (a ``--set``) -> (path, value), or the problem with it."""
+    path, sep, text = item.partition("=")
+    if not sep or not path.strip():
+        what = "no '='" if not sep else "no key before '='"
+        return f"--set {item}: {what}; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8"
+    return path.strip(), parse_cli_value(text)
+
+
+def set_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` items as a dotted-path dict for :func:`create_default_config`'s ``overrides``
+    (scripts that take ``--set`` as the CLI does: ``examples/``).
+
+    Raises:
+        ConfigError: every malformed item, at once.
+    """
+    parsed = [parse_set(item) for item in items]
+    problems = [p for p in parsed if isinstance(p, str)]
+    if problems:
+        raise ConfigError(problems)
+    return dict(p for p in parsed if not isinstance(p, str))
+
+
 YAML_SUFFIXES = (".yaml", ".yml")
 CONFIG_FORMATS = ("json", "yaml")
 
@@ -260,12 +283,11 @@ class ConfigLoader:
             overrides.extend((path, None, flag.flag) for path in flag.clears)
             overrides.append((flag.path, given, flag.flag))
         for item in values.get("set") or ():
-            path, sep, text = item.partition("=")
-            if not sep or not path.strip():
-                what = "no '='" if not sep else "no key before '='"
-                self._problems.append(f"--set {item}: {what}; expected KEY.PATH=VALUE, e.g. hyperparams.batch_size=8")
+            parsed = parse_set(item)
+            if isinstance(parsed, str):
+                self._problems.append(parsed)
                 continue
-            overrides.append((path.strip(), parse_cli_value(text), "--set"))
+            overrides.append((*parsed, "--set"))
         return self._build(overrides)
 
     def apply(self, overrides: Mapping[str, Any], source: str) -> TrainerConfig:

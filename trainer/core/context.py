@@ -84,9 +84,11 @@ class JobContext:
 
     @property
     def stop_sequences(self) -> list[str]:
-        """Where generation ends, for previews and RL alike: the config's own stop sequences, else
-        the profile's."""
-        return [s for s in (self.config.profile.stop_sequences or self.profile.get_stop_sequences()) if s]
+        return stop_sequences(self.config, self.profile)
+
+    @property
+    def system_prompt(self) -> str:
+        return system_prompt(self.config, self.profile)
 
     def stop_if_asked(self, checkpoint: str | None = None) -> None:
         """At a phase boundary: if a stop signal came, record phase stopped and raise JobStopped."""
@@ -95,11 +97,23 @@ class JobContext:
             raise JobStopped(self.stopper.received, checkpoint)
 
 
+def stop_sequences(config: TrainerConfig, profile: DataProfile) -> list[str]:
+    """Where generation ends, for previews, RL and exports alike: the config's own stop
+    sequences, else the profile's."""
+    return [s for s in (config.profile.stop_sequences or profile.get_stop_sequences()) if s]
+
+
+def system_prompt(config: TrainerConfig, profile: DataProfile) -> str:
+    """The system message a training row without its own begins with, which the saved template
+    puts in where a conversation has none."""
+    return profile.format_system_prompt(config.profile.system_prompt)
+
+
 def probes_for(config: TrainerConfig, profile: DataProfile, data: PreparedData) -> list[Probe]:
     """Fixed prompts from the config if given, else the held-out rows."""
     if not config.inference.probe_prompts:
         return data.probes[: config.inference.num_probes]
-    system = profile.format_system_prompt(config.profile.system_prompt)
+    system = system_prompt(config, profile)
     return [
         Probe([{"role": "system", "content": system}, {"role": "user", "content": prompt}], None, "", "config")
         for prompt in config.inference.probe_prompts

@@ -109,17 +109,12 @@ def _win_rate_tracker(s: JobContext, probes: list[Any], log: JsonlLog) -> WinRat
     return WinRateTracker(judge, probes, s.run_dir, s.writer, log)
 
 
-def _system_prompt(s: JobContext) -> str:
-    """The system message every training row without its own began with."""
-    return s.profile.format_system_prompt(s.config.profile.system_prompt)
-
-
 def save_tokenizer(s: JobContext, folder: Path | str) -> None:
     """The tokenizer into ``folder`` with the template we trained with, which puts the profile's
     system prompt in when a conversation has none (serving stacks mostly send none;
     trainer.models.templates): for every folder a job saves a model in."""
     tok = s.tokens
-    trained, tok.tokenizer.chat_template = tok.tokenizer.chat_template, with_default_system(tok.template, _system_prompt(s))
+    trained, tok.tokenizer.chat_template = tok.tokenizer.chat_template, with_default_system(tok.template, s.system_prompt)
     try:
         tok.tokenizer.save_pretrained(str(folder))
     finally:
@@ -138,7 +133,7 @@ def _write_card(s: JobContext, method: Any, model_path: Path, metrics: dict[str,
     config["model"]["precision"] = s.precision  # what it trained in, not "auto"
     card = render_card(
         run_name=s.run_dir.name, base_model=s.config.model.path, method=method.name, generates=method.generates,
-        profile=s.config.profile.name, system_prompt=_system_prompt(s), config=config,
+        profile=s.config.profile.name, system_prompt=s.system_prompt, config=config,
         report=report, metrics=metrics, model_folder=model_path, stage=stage, example_question=question,
     )
     (model_path / CARD).write_text(card, "utf-8")

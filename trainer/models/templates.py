@@ -58,11 +58,21 @@ DEFAULT_SYSTEM_OPEN = "{#- hero-trainer: default system prompt #}"
 DEFAULT_SYSTEM_CLOSE = "{#- /hero-trainer #}"
 
 
+def _has_default_system(template: str) -> bool:
+    return template.startswith(DEFAULT_SYSTEM_OPEN) and DEFAULT_SYSTEM_CLOSE in template
+
+
 def without_default_system(template: str) -> str:
     """``template`` without a head :func:`with_default_system` put in."""
-    if template.startswith(DEFAULT_SYSTEM_OPEN) and DEFAULT_SYSTEM_CLOSE in template:
-        return template.split(DEFAULT_SYSTEM_CLOSE, 1)[1]
-    return template
+    return template.split(DEFAULT_SYSTEM_CLOSE, 1)[1] if _has_default_system(template) else template
+
+
+def default_system_of(template: str) -> str:
+    """The system prompt a head of :func:`with_default_system` puts in ("" without one)."""
+    if not _has_default_system(template):
+        return ""
+    head = template.split(DEFAULT_SYSTEM_CLOSE, 1)[0]
+    return json.loads(head.split("'content': ", 1)[1].rsplit("}]", 1)[0])  # the literal it wrote
 
 
 def with_default_system(template: str, system: str) -> str:
