@@ -263,8 +263,9 @@ def _value(config: TrainerConfig, key: str) -> Any:
 
 
 def _short(value: Any) -> str:
+    """A value in at most 80 characters; a long one keeps both ends (a path's file name is at its end)."""
     text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 80 else text[:38] + "..." + text[-39:]
 
 
 def data_fingerprint(config: TrainerConfig) -> dict[str, str]:
