@@ -329,6 +329,8 @@ def dpo_specs(out: Path, steps: int) -> list[dict]:
     return [
         {"name": "trl-dpo-default", "kind": "trl-dpo", "model": str(model), "pairs": str(pairs), "steps": steps},
         {"name": "engine-dpo", "kind": "engine", "values": values, "steps": steps},
+        # the lever on its own: the same engine with its pairs left padded (trainer.models.unpad)
+        {"name": "engine-dpo-padded", "kind": "engine", "values": {**values, "data.padding_free": False}, "steps": steps},
     ]
 
 
@@ -436,7 +438,9 @@ def main() -> int:
         print("DPO, small model:", flush=True)
         best = alternate(dpo_specs(out, args.steps), args.rounds, out)
         lines.append(f"| DPO small: TRL DPOTrainer defaults | {best['trl-dpo-default']:,.0f} | 1.00x |")
-        lines.append(f"| DPO small: engine (default config) | {best['engine-dpo']:,.0f} | {best['engine-dpo'] / best['trl-dpo-default']:.2f}x |")
+        base = best["trl-dpo-default"]
+        lines.append(f"| DPO small: engine (default config) | {best['engine-dpo']:,.0f} | {best['engine-dpo'] / base:.2f}x |")
+        lines.append(f"| DPO small: engine, pairs padded (data.padding_free false) | {best['engine-dpo-padded']:,.0f} | {best['engine-dpo-padded'] / base:.2f}x |")
     if "generate" in parts:
         if not (out / "messages.jsonl").exists():
             conversations(out, engine_values(out, build_model(out, "small"), data, args.steps, "prompts"))

@@ -216,8 +216,10 @@ def test_sft_trainer_loss_on_a_padding_free_batch_is_the_models_own_loss(tiny_mo
     assert trainer._metrics["train"]["entropy"][-1] > 0
 
 
-def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path, builtin_cache):
-    """Two 3-step engine jobs on the same data, padded and padding-free: the same losses."""
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path, builtin_cache, method):
+    """Two 3-step engine jobs on the same data, padded and padding-free: the same losses (DPO's
+    padded pairs are unpadded inside the policy and the reference, SFT's collator packs)."""
     import io
     import json
 
@@ -226,8 +228,13 @@ def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path
     from trainer.config import create_default_config
     from trainer.config.schema import TrainerConfig
     from trainer.core import TrainerEngine
+    from trainer.data.bundled import PREFERENCES
 
     assert TrainerConfig().data.padding_free is True
+    extra = {}
+    if method == "dpo":
+        (tmp_path / "pairs.jsonl").write_text("".join(PREFERENCES.read_text().splitlines(keepends=True)[:60]))
+        extra = {"method": {"name": "dpo"}, "data.dataset_path": [str(tmp_path / "pairs.jsonl")]}
     losses = {}
     for padding_free in (False, True):
         values = job_values(
@@ -235,6 +242,7 @@ def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path
                 "data.padding_free": padding_free, "hyperparams.max_steps": 3, "hyperparams.logging_steps": 1,
                 "inference.num_probes": 0, "inference.preview_every_steps": 0,
                 "output.run_name": f"free-{padding_free}", "system.status_file": str(tmp_path / f"status-{padding_free}.json"),
+                **extra,
             },
         )
         result = TrainerEngine(console=io.StringIO()).run_job(create_default_config(overrides=values))
@@ -285,3 +293,134 @@ def test_plain_head_takes_the_hidden_states_dtype_like_trls_kernel():
     log_probs = plain_log_probs(hidden, weight, None, targets, 1.0, 64, None, 1.0, ())[0]
     want = torch.log_softmax(hidden @ weight.float().t(), -1).gather(-1, targets[:, None]).squeeze(-1)
     assert log_probs.dtype == torch.float32 and torch.allclose(log_probs, want, atol=1e-5)
+
+
+def left_padded(batch):
+    length = max(map(len, batch))
+    ids = torch.zeros(len(batch), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(batch):
+        ids[i, length - len(row):] = torch.tensor(row)
+        mask[i, length - len(row):] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def fused_log_probs_and_grads(model, batch):
+    """TRL's preference-trainer call: per-token log-probs through the fused head, and the gradients
+    of a loss on them (a DPO-like weighting, so every position counts differently)."""
+    model.zero_grad(set_to_none=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
+                use_cache=False, fused_lm_head=True)
+    weights = torch.linspace(0.5, 1.5, out.log_probs.shape[0])[:, None]
+    (out.log_probs * weights).sum().backward()
+    return out.log_probs.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def layer_input_shapes(model) -> list[tuple[int, int]]:
+    """(rows, tokens) of every batch the first decoder layer sees, filled in as the model runs."""
+    shapes = []
+
+    def record(module, args, kwargs):
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        shapes.append(tuple(hidden.shape[:2]))
+
+    model.base_model.layers[0].register_forward_pre_hook(record, with_kwargs=True)
+    return shapes
+
+
+@pytest.mark.parametrize("layout", [padded, left_padded])
+def test_unpadded_backbone_gives_the_padded_batchs_log_probs_and_gradients(layout):
+    """DPO's batch: sequences of uneven length padded to the longest (right, or left as GRPO's
+    prompts are). Unpadded inside the backbone, TRL's fused head gets the same numbers."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from trainer.models import lm_head
+    from trainer.models.unpad import unpad_padded_batches
+
+    lm_head.install()
+    batch = {k: v for k, v in layout(rows([7, 3, 11, 5], seed=4)).items() if k != "labels"}
+    assert not bool(batch["attention_mask"].all())
+    results = []
+    for unpadded in (False, True):
+        model = tiny_qwen3()
+        add_fused_lm_head(model)
+        if unpadded:
+            assert unpad_padded_batches(model) and unpad_padded_batches(model)  # idempotent
+        shapes = layer_input_shapes(model)
+        results.append(fused_log_probs_and_grads(model, batch))
+        # the layers saw one row of the real tokens only, or the padded batch
+        assert shapes == [(1, int(batch["attention_mask"].sum()))] if unpadded else [tuple(batch["input_ids"].shape)], shapes
+    (want, want_grads), (got, grads) = results
+    assert torch.allclose(got, want, atol=1e-5)
+    for name in want_grads:
+        assert torch.allclose(grads[name], want_grads[name], atol=1e-5), name
+
+
+def test_unpadded_model_generates_as_before_and_a_copy_unpads_its_own_backbone():
+    import copy
+
+    from trainer.models.unpad import unpad_padded_batches
+
+    model = tiny_qwen3()
+    model.eval()
+    batch = left_padded(rows([5, 9, 2], seed=3))
+    kwargs = dict(**batch, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    want = model.generate(**kwargs)
+    assert unpad_padded_batches(model)
+    assert torch.equal(model.generate(**kwargs), want)  # cached decoding takes the backbone's own path
+    twin = copy.deepcopy(model)
+    assert twin.base_model.forward.__self__ is twin.base_model
+    with torch.no_grad():  # the copy's weights, not the original's, answer a padded training call
+        for p in twin.parameters():
+            p.add_(0.1)
+        a = model(**batch, use_cache=False).logits
+        b = twin(**batch, use_cache=False).logits
+    assert not torch.allclose(a, b)
+
+
+def test_unpadding_needs_the_segmented_attention():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from trainer.models.unpad import unpad_padded_batches
+
+    config = Qwen3Config(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=16, intermediate_size=64, attn_implementation="eager")
+    model = Qwen3ForCausalLM(config)
+    assert not unpad_padded_batches(model)
+    assert "forward" not in vars(model.base_model)
+
+
+def test_dpo_pairs_compute_their_shared_prompt_once_with_the_same_numbers():
+    """DPO's batch: chosen rows, then the rejected rows of the same prompts. Unpadded with pairs,
+    each rejected row is packed only from where it leaves its chosen row; the log-probs and
+    gradients are the padded batch's. Edge cases: a rejected answer that is a prefix of its chosen
+    one, an identical pair, a pair that shares nothing."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from trainer.models import lm_head
+    from trainer.models.unpad import unpad_padded_batches
+
+    lm_head.install()
+    prompts = rows([6, 4, 9, 5, 3], seed=11)
+    chosen_tails, rejected_tails = rows([5, 7, 2, 4, 6], seed=12), rows([3, 8, 6, 4, 2], seed=13)
+    chosen = [p + c for p, c in zip(prompts, chosen_tails)]
+    rejected = [p + r for p, r in zip(prompts, rejected_tails)]
+    rejected[1] = chosen[1][:7]  # a prefix of its chosen row
+    rejected[2] = list(chosen[2])  # the same sequence
+    rejected[3] = [chosen[3][0] % 90 + 3, *rejected[3][1:]]  # shares nothing
+    batch = {k: v for k, v in padded(chosen + rejected).items() if k != "labels"}
+    results, seen = [], []
+    for unpadded in (False, True):
+        model = tiny_qwen3()
+        add_fused_lm_head(model)
+        if unpadded:
+            assert unpad_padded_batches(model, pairs=True)
+        seen.append(layer_input_shapes(model))
+        results.append(fused_log_probs_and_grads(model, batch))
+    (want, want_grads), (got, grads) = results
+    assert torch.allclose(got, want, atol=1e-5)
+    for name in want_grads:
+        assert torch.allclose(grads[name], want_grads[name], atol=1e-5), name
+    shared = [6, 7, 11, 0, 3]  # tokens each rejected row shares with its chosen row
+    assert seen[1] == [(1, sum(map(len, chosen + rejected)) - sum(shared))], seen

@@ -313,9 +313,10 @@ class DataSection(Section):
     )
     padding_free: bool = Field(
         True,
-        description="SFT batches without padding: a batch's rows end to end, attention kept within "
-        "each row (same loss as padded batches, no compute spent on padding). On CPU / MPS, and on "
-        "a GPU with flash_attention_2; a GPU on SDPA keeps padded batches.",
+        description="Batches without padding: SFT's rows end to end, attention kept within each "
+        "row (same loss as padded batches, no compute spent on padding). On CPU / MPS, and on a GPU "
+        "with flash_attention_2; a GPU on SDPA keeps padded batches. DPO's and KTO's padded batches "
+        "are unpadded inside the model instead, on CPU / MPS.",
     )
     max_reject_fraction: float = Field(
         0.05,

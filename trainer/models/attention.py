@@ -8,6 +8,9 @@ block-diagonal mask over the whole row, which keeps the sequences apart but cost
 ``is_causal`` path. ``segmented_sdpa`` runs SDPA once per sequence with ``is_causal=True``: the
 same numbers as the padded batch (tests/test_speed_levers.py), with neither padding nor a mask.
 
+A caller may lay the row out explicitly (``SEGMENTS``), which also lets a segment continue a
+prefix of an earlier one: ``trainer.models.unpad`` computes a DPO pair's shared prompt once so.
+
 Anything that is not a padding-free row of one batch (a padded batch, generation with a cache)
 gets transformers' own SDPA mask and function, so a model set to this implementation generates as
 before. Models whose attention is more than causal (sliding-window or chunked layers, logit
@@ -20,6 +23,11 @@ import itertools
 from typing import Any
 
 NAME = "segmented_sdpa"
+# The model-call keyword that lays a padding-free row out as segments explicitly (trainer.models.unpad
+# sets it; transformers hands unknown keywords down to the attention function): one
+# (start, end, prefix_start, prefix_length) per segment, where a segment with a prefix continues the
+# first prefix_length tokens of the sequence starting at prefix_start (a DPO pair's shared prompt).
+SEGMENTS = "padding_free_segments"
 
 
 def segment_bounds(kwargs: dict[str, Any]) -> list[int] | None:
@@ -46,20 +54,36 @@ def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.
         sdpa_attention_forward,
     )
 
-    bounds = segment_bounds(kwargs) if query.shape[0] == 1 and query.shape[2] == key.shape[2] else None
-    if bounds is None or attention_mask is not None or kwargs.get("sliding_window") is not None:
+    one_row = query.shape[0] == 1 and query.shape[2] == key.shape[2]
+    segments = kwargs.get(SEGMENTS) if one_row else None
+    if segments is None:
+        bounds = segment_bounds(kwargs) if one_row else None
+        segments = None if bounds is None else [(start, end, 0, 0) for start, end in itertools.pairwise(bounds)]
+    if segments is None or attention_mask is not None or kwargs.get("sliding_window") is not None:
+        kwargs.pop(SEGMENTS, None)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    parts = [
-        torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-            dropout_p=dropout, scale=scaling, is_causal=True,
-        )
-        for start, end in itertools.pairwise(bounds)
-        if end > start
-    ]
+    parts = []
+    for start, end, prefix_start, prefix_length in segments:
+        if end <= start:
+            continue
+        if not prefix_length:
+            parts.append(torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                dropout_p=dropout, scale=scaling, is_causal=True,
+            ))
+            continue
+        # the segment continues the first prefix_length tokens of an earlier sequence: its keys are
+        # that prefix and then its own, causal from the bottom right
+        prefix = slice(prefix_start, prefix_start + prefix_length)
+        keys = torch.cat([key[:, :, prefix], key[:, :, start:end]], dim=2)
+        values = torch.cat([value[:, :, prefix], value[:, :, start:end]], dim=2)
+        causal = torch.ones(end - start, prefix_length + end - start, dtype=torch.bool, device=query.device).tril(prefix_length)
+        parts.append(torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start:end], keys, values, attn_mask=causal, dropout_p=dropout, scale=scaling,
+        ))
     # (batch, heads, tokens, head_dim) -> (batch, tokens, heads, head_dim), as every attention
     # function of transformers returns it
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
