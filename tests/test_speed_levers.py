@@ -216,10 +216,10 @@ def test_sft_trainer_loss_on_a_padding_free_batch_is_the_models_own_loss(tiny_mo
     assert trainer._metrics["train"]["entropy"][-1] > 0
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo"])
+@pytest.mark.parametrize("method", ["sft", "dpo", "kto", "orpo", "simpo"])
 def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path, builtin_cache, method):
-    """Two 3-step engine jobs on the same data, padded and padding-free: the same losses (DPO's
-    padded pairs are unpadded inside the policy and the reference, SFT's collator packs)."""
+    """Two 3-step engine jobs on the same data, padded and padding-free: the same losses (SFT's
+    collator packs; the preference methods' padded batches are unpadded inside the models)."""
     import io
     import json
 
@@ -232,9 +232,9 @@ def test_the_engine_trains_padding_free_by_default_with_the_padded_loss(tmp_path
 
     assert TrainerConfig().data.padding_free is True
     extra = {}
-    if method == "dpo":
+    if method != "sft":
         (tmp_path / "pairs.jsonl").write_text("".join(PREFERENCES.read_text().splitlines(keepends=True)[:60]))
-        extra = {"method": {"name": "dpo"}, "data.dataset_path": [str(tmp_path / "pairs.jsonl")]}
+        extra = {"method": {"name": method}, "data.dataset_path": [str(tmp_path / "pairs.jsonl")]}
     losses = {}
     for padding_free in (False, True):
         values = job_values(

@@ -315,8 +315,9 @@ class DataSection(Section):
         True,
         description="Batches without padding: SFT's rows end to end, attention kept within each "
         "row (same loss as padded batches, no compute spent on padding). On CPU / MPS, and on a GPU "
-        "with flash_attention_2; a GPU on SDPA keeps padded batches. DPO's and KTO's padded batches "
-        "are unpadded inside the model instead, on CPU / MPS.",
+        "with flash_attention_2; a GPU on SDPA keeps padded batches. The preference methods' padded "
+        "batches (dpo, kto, orpo, simpo) are unpadded inside the model instead, on CPU / MPS, a "
+        "pair's shared prompt computed once.",
     )
     max_reject_fraction: float = Field(
         0.05,
