@@ -424,3 +424,32 @@ def test_dpo_pairs_compute_their_shared_prompt_once_with_the_same_numbers():
         assert torch.allclose(grads[name], want_grads[name], atol=1e-5), name
     shared = [6, 7, 11, 0, 3]  # tokens each rejected row shares with its chosen row
     assert seen[1] == [(1, sum(map(len, chosen + rejected)) - sum(shared))], seen
+
+
+def test_calls_unpadding_cannot_serve_stay_padded_and_moe_models_are_not_switched():
+    """Outputs asked per layer (by the call or the config), per-token inputs besides the ids, and
+    mixture-of-experts routers (their load-balancing loss reads the padded layout) keep the
+    backbone's own padded forward."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    from trainer.models.unpad import unpad_padded_batches
+
+    batch = {k: v for k, v in padded(rows([5, 2, 7], seed=5)).items() if k != "labels"}
+    model = tiny_qwen3()
+    assert unpad_padded_batches(model)
+    shapes = layer_input_shapes(model)
+    with torch.no_grad():
+        model.base_model(**batch, use_cache=False)
+        model.base_model(**batch, use_cache=False, output_hidden_states=True)
+        model.base_model(**batch, use_cache=False, token_type_ids=torch.zeros_like(batch["input_ids"]))
+        model.config.output_hidden_states = True
+        model.base_model(**batch, use_cache=False)
+    padded_shape = tuple(batch["input_ids"].shape)
+    assert shapes == [(1, int(batch["attention_mask"].sum())), padded_shape, padded_shape, padded_shape], shapes
+
+    moe = Qwen3MoeForCausalLM(Qwen3MoeConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+        intermediate_size=64, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2, attn_implementation="sdpa",
+    ))
+    assert not unpad_padded_batches(moe, pairs=True)
+    assert "forward" not in vars(moe.base_model) and moe.config._attn_implementation == "sdpa"

@@ -23,7 +23,12 @@ with ``pairs``), no cache, ``use_cache=False`` (TRL's fused LM head always passe
 positions. Generation, cached decoding and batches without padding run the backbone's own
 forward, unchanged. Positions are
 counted over the real tokens, as ``generate`` counts them; for rotary models that gives the same
-attention as the padded batch (left padding only shifts every position of a row alike).
+attention as the padded batch (left padding only shifts every position of a row alike). Each
+row's tokens are one run, as TRL's collators lay them out; a mask with holes would be packed as
+if the holes were not there. Mixture-of-experts models keep padded batches (their router loss is
+taken over the padded layout). What changes is only what the padding computes: its hidden states
+are zeros, so a figure averaged over padded positions too (ORPO's and SimPO's logged
+``logits/chosen`` and ``logits/rejected``) reads differently; losses and log-probabilities do not.
 """
 
 from __future__ import annotations
@@ -35,9 +40,29 @@ from trainer.models.attention import NAME, SEGMENTS, use_segmented_attention
 
 
 # Arguments that make a call something other than a fresh training forward (a cache under either
-# of its names, precomputed embeddings or positions, per-layer outputs): such calls stay padded.
+# of its names, precomputed embeddings or positions, per-layer or per-router outputs, which would
+# come back in the packed layout): such calls stay padded.
 _NOT_A_TRAINING_CALL = ("cache", "past_key_values", "inputs_embeds", "position_ids", "cache_position",
-                        "output_hidden_states", "output_attentions")
+                        "output_hidden_states", "output_attentions", "output_router_logits")
+# The same outputs asked for by the model's config instead of the call
+_CONFIG_OUTPUTS = ("output_hidden_states", "output_attentions", "output_router_logits")
+
+
+def _padded_training_call(backbone: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether a backbone call is one this module unpads (see the module's docstring)."""
+    input_ids, attention_mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+    if args or input_ids is None or attention_mask is None or attention_mask.dim() != 2 or kwargs.get("use_cache") is not False:
+        return False
+    if any(kwargs.get(name) is not None for name in _NOT_A_TRAINING_CALL):
+        return False
+    config = backbone.config
+    if any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or kwargs.get("return_dict", config.use_return_dict) is False:
+        return False
+    # any other per-token input (token_type_ids, ...) would reach the packed call in the padded shape
+    if any(hasattr(v, "shape") and tuple(v.shape[:2]) == tuple(input_ids.shape)
+           for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")):
+        return False
+    return backbone._unpad_pairs or not bool(attention_mask.all())
 
 
 def _layout(input_ids: Any, real: Any, pairs: bool) -> tuple[Any, Any, list[tuple[int, int, int, int]], Any]:
@@ -66,24 +91,19 @@ def _layout(input_ids: Any, real: Any, pairs: bool) -> tuple[Any, Any, list[tupl
         segments.append((offset, offset + own, prefix_start, shared))
         where.append(torch.cat([torch.arange(prefix_start, prefix_start + shared), torch.arange(offset, offset + own)]))
         offset += own
-    device = input_ids.device
-    return (torch.cat(ids).unsqueeze(0), torch.cat(positions).unsqueeze(0).to(device), segments,
-            torch.cat(where).to(device))
+    return torch.cat(ids).unsqueeze(0), torch.cat(positions).unsqueeze(0), segments, torch.cat(where)
 
 
 def _unpadding_forward(self, *args, **kwargs):
     """The backbone's forward, through one padding-free row when the call is a padded training batch.
     A method bound to its module (not a closure), so a deep copy of the model unpads its own backbone."""
     forward = type(self).forward
-    input_ids, attention_mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
-    if (
-        args or input_ids is None or attention_mask is None or attention_mask.dim() != 2
-        or kwargs.get("use_cache") is not False or any(kwargs.get(name) is not None for name in _NOT_A_TRAINING_CALL)
-        or (bool(attention_mask.all()) and not self._unpad_pairs)
-    ):
+    if not _padded_training_call(self, args, kwargs):
         return forward(self, *args, **kwargs)
-    real = attention_mask.bool()
-    ids, positions, segments, where = _layout(input_ids, real, self._unpad_pairs)
+    input_ids, real = kwargs["input_ids"], kwargs["attention_mask"].bool()
+    # the layout is a few small host-side decisions per row: made on CPU copies, moved over once
+    ids, positions, segments, where = _layout(input_ids.cpu(), real.cpu(), self._unpad_pairs)
+    ids, positions, where = (t.to(input_ids.device) for t in (ids, positions, where))
     rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
     outputs = forward(self, input_ids=ids, attention_mask=None, **{**rest, "position_ids": positions, SEGMENTS: segments})
     hidden = outputs.last_hidden_state[0].index_select(0, where)  # a shared prefix's rows twice
@@ -99,6 +119,11 @@ def unpad_padded_batches(model: Any, pairs: bool = False) -> bool:
     a model on flash attention, eager, or with more than causal attention is left as it is."""
     if getattr(model, "get_base_model", None) is not None:  # a peft wrapper: the causal LM inside
         model = model.get_base_model()
+    text = model.config.get_text_config()
+    if hasattr(text, "output_router_logits"):
+        # mixture-of-experts: the router's load-balancing loss is taken over the padded layout's
+        # tokens (and a shared prompt would be routed once), so these keep padded batches
+        return False
     if getattr(model.config, "_attn_implementation", None) != NAME and not use_segmented_attention(model):
         return False
     backbone = model.base_model  # the decoder under the LM head (Qwen3Model under Qwen3ForCausalLM)
