@@ -46,6 +46,17 @@ def padded(batch):
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def left_padded(batch):
+    """Padding on the left, as generation takes prompts."""
+    length = max(map(len, batch))
+    ids = torch.zeros(len(batch), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(batch):
+        ids[i, length - len(row):] = torch.tensor(row)
+        mask[i, length - len(row):] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def padding_free(batch):
     """What TRL's collator yields with padding_free=True (no packing)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -111,15 +122,7 @@ def test_mask_is_skipped_only_without_an_attention_mask():
 
 def test_segmented_model_generates_exactly_as_sdpa():
     prompts = rows([5, 9, 2], seed=3)
-    batch = padded(prompts)
-    # left padding for generation
-    length = batch["input_ids"].shape[1]
-    ids = torch.zeros_like(batch["input_ids"])
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(prompts):
-        ids[i, length - len(row):] = torch.tensor(row)
-        mask[i, length - len(row):] = 1
-    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    kwargs = dict(**left_padded(prompts), max_new_tokens=8, do_sample=False, pad_token_id=0)
     model = tiny_qwen3()
     model.eval()
     want = model.generate(**kwargs)
@@ -293,16 +296,6 @@ def test_plain_head_takes_the_hidden_states_dtype_like_trls_kernel():
     log_probs = plain_log_probs(hidden, weight, None, targets, 1.0, 64, None, 1.0, ())[0]
     want = torch.log_softmax(hidden @ weight.float().t(), -1).gather(-1, targets[:, None]).squeeze(-1)
     assert log_probs.dtype == torch.float32 and torch.allclose(log_probs, want, atol=1e-5)
-
-
-def left_padded(batch):
-    length = max(map(len, batch))
-    ids = torch.zeros(len(batch), length, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(batch):
-        ids[i, length - len(row):] = torch.tensor(row)
-        mask[i, length - len(row):] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def fused_log_probs_and_grads(model, batch):

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from trainer.config.schema import MethodOptions, PathText
 from trainer.methods.base import Method, make_trainer, reference_model
-from trainer.methods.sft import training_arguments, unpad_padded_batches
+from trainer.methods.sft import training_arguments, unpad_preference_batches
 
 if TYPE_CHECKING:
     from trainer.config.schema import TrainerConfig
@@ -76,7 +76,7 @@ class DPO(Method):
         trainer = make_trainer(DPOTrainer, context, model, args, callbacks, ref_model=reference)
         # TRL loads its own copy of the starting model as the reference when none is given; its
         # collator stacks the chosen rows over the same prompts' rejected rows (the pairs)
-        unpad_padded_batches(context, model, trainer.ref_model, pairs=True)
+        unpad_preference_batches(context, model, trainer.ref_model, pairs=True)
         return trainer
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pydantic import Field
 from trainer.config.schema import MethodOptions, PathText
 from trainer.methods.base import Method, make_trainer, reference_model
 from trainer.methods.dpo import last_logged
-from trainer.methods.sft import training_arguments, unpad_padded_batches
+from trainer.methods.sft import training_arguments, unpad_preference_batches
 
 if TYPE_CHECKING:
     from trainer.config.schema import TrainerConfig
@@ -83,7 +83,7 @@ class KTO(Method):
             max_length=context.config.data.max_length,
         )
         trainer = make_trainer(KTOTrainer, context, model, args, callbacks, ref_model=reference_model(context, options.reference_model))
-        unpad_padded_batches(context, model, trainer.ref_model)  # as DPO's (trainer.methods.dpo)
+        unpad_preference_batches(context, model, trainer.ref_model)  # as DPO's (trainer.methods.dpo)
         return trainer
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pydantic import Field
 from trainer.config.schema import MethodOptions
 from trainer.methods.base import Method, make_trainer
 from trainer.methods.dpo import last_logged
-from trainer.methods.sft import training_arguments, unpad_padded_batches
+from trainer.methods.sft import training_arguments, unpad_preference_batches
 
 if TYPE_CHECKING:
     from trainer.core.context import JobContext
@@ -81,7 +81,7 @@ class ORPO(Method):
             remove_unused_columns=False,  # TRL's pair collator needs every column; it warns and sets it otherwise
         )
         # its collator stacks the chosen rows over the same prompts' rejected rows, as DPO's does
-        unpad_padded_batches(context, model, pairs=True)
+        unpad_preference_batches(context, model, pairs=True)
         return make_trainer(trainer_class, context, model, args, callbacks)
 
     def final_metrics(self, context: JobContext, trainer: Any) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def padding_free_rows(context: JobContext) -> bool:
     return data.packing or (data.padding_free and (context.device in ("cpu", "mps") or flash))
 
 
-def unpad_padded_batches(context: JobContext, *models: Any, pairs: bool = False) -> None:
+def unpad_preference_batches(context: JobContext, *models: Any, pairs: bool = False) -> None:
     """For trainers whose collators pad (DPO's chosen and rejected sequences): the models compute
     those batches padding-free inside (``trainer.models.unpad``; with ``pairs``, a pair's shared
     prompt once), under the same switch and on the same devices as SFT's padding-free rows."""
