@@ -19,9 +19,10 @@ The figure is real (non-padding) tokens per second over steps 11..N: the first t
 warm-up (allocator, first-touch), the same for everyone. Also measured: SFT at a second model
 size, DPO against raw TRL ``DPOTrainer``, generation against a bare batched ``generate``, a
 rerun's data preparation from the cache, and the CLI's ``--help`` / ``--print-config`` /
-``--validate`` times.
+``--validate`` times; and, asked by ``--only compile`` (not in the default set), the small SFT job
+with ``system.torch_compile`` against without, per round, with each process's whole time.
 
-Usage: python bench/speed.py [--rows 3000] [--steps 40] [--rounds 2] [--only sft,size,dpo,generate,cache,cli]
+Usage: python bench/speed.py [--rows 3000] [--steps 40] [--rounds 2] [--only sft,size,dpo,generate,cache,cli[,compile]]
 Not part of the test suite; run it on a quiet machine (other load skews every figure).
 """
 
@@ -413,6 +414,29 @@ def cli_times(out: Path) -> dict[str, float]:
     return times
 
 
+def compile_rows(out: Path, data: Path, steps: int, rounds: int) -> list[str]:
+    """``system.torch_compile`` on the small SFT job: steady tokens/s (steps 11..N, compiled
+    graphs warm) and each whole process's seconds, where the compile time shows. Inductor keeps
+    its graphs in an on-disk cache: the first compiled round compiles cold, later ones warm."""
+    # a cache of the bench's own, so that round 1 compiles cold and later rounds hit the cache
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(out / "inductor-cache")
+    plain = next(s for s in sft_specs(out, "small", data, steps) if s["kind"] == "engine")
+    compiled = {**plain, "name": "engine-compiled", "values": {**plain["values"], "system.torch_compile": True}}
+    seen: dict[str, list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        for spec in (plain, compiled):
+            start = time.perf_counter()
+            rate = run_contestant(spec, out)
+            seconds = time.perf_counter() - start
+            print(f"  round {r + 1} {spec['name']:16} {rate:8.0f} real tokens/s, process {seconds:6.1f} s", flush=True)
+            seen.setdefault(spec["name"], []).append((rate, seconds))
+    return [
+        f"| SFT small, {name}, round {i + 1} | {rate:,.0f} (process {seconds:.1f} s) | "
+        f"{rate / seen[plain['name']][i][0]:.2f}x, {seconds - seen[plain['name']][i][1]:+.1f} s |"
+        for name, runs in seen.items() for i, (rate, seconds) in enumerate(runs)
+    ]
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(sys.argv[2:])
@@ -447,6 +471,9 @@ def main() -> int:
         engine, bare = generation(out)
         lines.append(f"| generation: bare batched generate (KV cache) | {bare:,.0f} new tokens/s | 1.00x |")
         lines.append(f"| generation: engine's preview backend | {engine:,.0f} new tokens/s | {engine / bare:.2f}x |")
+    if "compile" in parts:  # not in the default set: a cold compile alone takes minutes here
+        print("torch.compile, small model:", flush=True)
+        lines += compile_rows(out, data, args.steps, args.rounds)
     if "cache" in parts:
         seconds = cache_rerun(out, engine_values(out, build_model(out, "small"), data, args.steps, "cache"))
         lines.append(f"| rerun, unchanged data: preparation from the cache | {seconds:.2f} s | goal < 1 s |")

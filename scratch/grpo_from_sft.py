@@ -1,0 +1,47 @@
+"""Does GRPO raise held-out accuracy at all, from an SFT model that gets some answers right?
+
+The setting of bench/rl_vs_sft.py (tiny-qwen3, 4000 easy problems, the same 100 held-out), but
+no equal budget: SFT for ``--sft-steps``, then GRPO from that model in each variant given as
+``temperature:lr:steps:num_generations:batch_size``, each answering the held-out problems
+greedily at the end (the engine prints "N/100 -> M/100 answers right").
+
+Usage: python scratch/grpo_from_sft.py OUT [--sft-steps 245] [--sft-model DIR] VARIANT ...
+e.g.   python scratch/grpo_from_sft.py /tmp/g 1.0:1e-4:80:8:16 0.7:2e-4:40:8:64
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import rl_vs_sft as bench_module  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument("out", type=Path)
+parser.add_argument("variants", nargs="+")
+parser.add_argument("--sft-steps", type=int, default=245)
+parser.add_argument("--sft-model", default=None, help="start from this model folder instead of training SFT")
+args = parser.parse_args()
+args.out.mkdir(parents=True, exist_ok=True)
+bench = bench_module.Bench(args.out, bench_module.easy_data(args.out), 100, 1e-4)
+model = args.sft_model
+if model is None:
+    result = bench.run(f"sft{args.sft_steps}", **{"hyperparams.max_steps": args.sft_steps})
+    print(f"sft {args.sft_steps} steps: (format, right, probes, train s) = {bench_module.figures(result)}", flush=True)
+    model = str(result.model_path)
+for variant in args.variants:
+    temperature, lr, steps, generations, batch = variant.split(":")
+    result = bench.run(
+        "grpo-" + variant.replace(":", "_"),
+        **{
+            "model.path": model,
+            "hyperparams.max_steps": int(steps),
+            "hyperparams.batch_size": int(batch),
+            "hyperparams.learning_rate": float(lr),
+            "hyperparams.warmup_steps": 2,
+            "method": {"name": "grpo", "num_generations": int(generations), "max_completion_length": 64, "temperature": float(temperature)},
+        },
+    )
+    print(f"grpo {variant}: (format, right, probes, train s) = {bench_module.figures(result)}", flush=True)
