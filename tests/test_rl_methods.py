@@ -145,3 +145,57 @@ def test_a_daemon_job_file_that_names_grpo(tmp_path, builtin_cache):
     assert not daemon.jobs("failed"), (daemon.jobs("failed")[0] / "error.txt").read_text()
     status = json.loads((daemon.jobs("done")[0] / "training_status.json").read_text())
     assert status["method"] == "grpo" and "rewards/length/mean" in status["method_metrics"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_a_completion_cut_by_a_stop_string_ends_there(tmp_path, builtin_cache, tiny_model_dir, method):
+    """Generation pads a row that a stop string ended to the batch's length with the pad token,
+    which is not an end token to TRL. Without ``trainer.methods.rl.StopStringEnds`` those pads
+    were completion tokens: measured on this job, every row of a batch was as long as its longest
+    (7 and 11 tokens at steps 1 and 2, min = max), and that longest row counted as clipped (0.125)."""
+    from trainer.core import TrainerEngine
+
+    values = job_values(tmp_path, builtin_cache, **{
+        "model.path": str(tiny_model_dir), "hyperparams.batch_size": 8, "hyperparams.max_steps": 2,
+        "hyperparams.logging_steps": 1, "inference.preview_every_steps": 0, "inference.num_probes": 2,
+        "profile.stop_sequences": ["e"],  # random tokens spell an "e" within a few tokens
+        "method": {"name": method, "num_generations": 2, "max_completion_length": 16, "reward": LENGTH_REWARD},
+    })
+    result = TrainerEngine().run_job(create_default_config(overrides=values))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for r in records:  # measured with the fix: mean 3.6 / 3.5, min 2, max 8 / 12 (one pad each)
+        assert r["completions/mean_length"] < 6, r
+        assert r["completions/min_length"] < r["completions/max_length"], r
+        assert r["completions/clipped_ratio"] == 0, r  # no row ran to the 16-token cap
+
+
+def test_stop_string_ends_rules():
+    from trainer.methods.rl import StopStringEnds
+
+    class Tokenizer:
+        pad_token_id = 0
+
+        def decode(self, ids):
+            return "".join({5: "a", 6: "b", 7: "\n\n\n"}.get(i, "?") for i in ids)
+
+    class Generated:  # what TRL's _generate_single_turn returned for a batch of five rows
+        def _generate_single_turn(self):
+            return [[5, 2], [5, 7, 0, 0], [5, 6, 7], [5, 6, 5, 6], [5, 6, 5, 7]], None
+
+    class Trainer(StopStringEnds, Generated):
+        eos_token_ids, max_completion_length, _tokenizer = [2], 4, Tokenizer()
+        stop_strings = ["\n\n\n"]
+
+    ids, logprobs = Trainer()._generate_single_turn()
+    assert ids == [
+        [5, 2],  # ended by its end token: TRL's cut stands
+        [5, 7, 0],  # stopped, then filled with pads: one pad stays as its end
+        [5, 6, 7, 0],  # the last row to stop, short of the cap: it gets its pad
+        [5, 6, 5, 6],  # ran to the cap without a stop: clipped, as before
+        [5, 6, 5, 7, 0],  # stopped right at the cap
+    ]
+    assert logprobs is None
+    Trainer.stop_strings = []  # no stop strings: nothing to do
+    assert Trainer()._generate_single_turn()[0][1] == [5, 7, 0, 0]

@@ -194,6 +194,45 @@ class TRLSamples(SampleLogging):
         return out
 
 
+class StopStringEnds:
+    """Trainer mixin: a completion that a stop string ended ends there, with the pad token as its
+    end token.
+
+    ``generate`` fills a row that a stop string finished with the pad token up to the batch's
+    length, and TRL's GRPO / RLOO cut completions at their end tokens only. Unless the pad token is
+    one, those pads stayed in the completion: trained on as sampled tokens, counted in
+    ``completions/*_length`` (every row as long as the batch's longest), and the longest row, with
+    no pad after it, counted as clipped. Here each such row keeps one pad, in the place an end token
+    has (trained like one: the policy learns where it stopped), and the last row to stop gets one.
+    A pad the model sampled itself ends its completion too: the profile's stop strings include
+    the pad token's text, so generation had stopped there anyway."""
+
+    stop_strings: list[str] = []
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        out = super()._generate_single_turn(*args, **kwargs)  # type: ignore[misc]
+        # GRPO returns (ids, logprobs), RLOO the ids; logprobs come only from vLLM, which cuts
+        # at stop strings itself and pads nothing
+        ids, logprobs = out if isinstance(out, tuple) else (out, None)
+        pad = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
+        if not self.stop_strings or pad is None or pad in self.eos_token_ids or logprobs is not None:  # type: ignore[attr-defined]
+            return out
+        ids = [self._end_at_stop(row, pad) for row in ids]
+        return (ids, logprobs) if isinstance(out, tuple) else ids
+
+    def _end_at_stop(self, row: list[int], pad: int) -> list[int]:
+        if row and row[-1] in self.eos_token_ids:  # type: ignore[attr-defined]
+            return row  # TRL cut it at its end token
+        if pad in row:
+            return row[: row.index(pad) + 1]
+        # no pad: the last row to finish (by a stop string, as an end token would be in the row)
+        # or a row that ran to the length cap, unless its text ends in a stop string right there
+        if len(row) < self.max_completion_length:  # type: ignore[attr-defined]
+            return [*row, pad]
+        text = self._tokenizer.decode(row)  # type: ignore[attr-defined]
+        return [*row, pad] if any(text.endswith(stop) for stop in self.stop_strings) else row
+
+
 class RLMethod(Method):
     """Base of the TRL-backed RL methods: prompts in, a reward spec, the profile's generation.
 
@@ -234,9 +273,10 @@ class RLMethod(Method):
             context, config_class, reward_weights=weights, **rl_arguments(context, options), **self.extra_arguments()
         )
         generate_as_the_profile(model, context)
-        sampled = type(trainer_class.__name__, (TRLSamples, trainer_class), {})
+        sampled = type(trainer_class.__name__, (TRLSamples, StopStringEnds, trainer_class), {})
         trainer = make_trainer(sampled, context, model, args, callbacks, reward_funcs=funcs)
         trainer.sample_cuts = [*context.stop_sequences, context.tokens.end_token]
+        trainer.stop_strings = list(context.stop_sequences)
         return trainer
 
     def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
