@@ -178,24 +178,37 @@ def test_stop_string_ends_rules():
         pad_token_id = 0
 
         def decode(self, ids):
-            return "".join({5: "a", 6: "b", 7: "\n\n\n"}.get(i, "?") for i in ids)
+            return "".join({5: "a", 6: "b", 7: "\n\n\n", 8: "\n\n\nx"}.get(i, "?") for i in ids)
 
-    class Generated:  # what TRL's _generate_single_turn returned for a batch of five rows
+    rows = [
+        [5, 2],  # ended by its end token: TRL's cut stands
+        [5, 7, 0, 0],  # stopped, then filled with pads: one pad stays as its end
+        [5, 0, 7, 0],  # a pad sampled mid-row stays; the filler after the stop goes to one pad
+        [5, 6, 7],  # the last row to stop, short of the cap: it gets its pad
+        [5, 6, 5, 6],  # ran to the cap without a stop: clipped, as before
+        [5, 6, 5, 7],  # stopped right at the cap
+        [5, 6, 5, 8],  # stopped at the cap by a last token that runs past the stop string
+    ]
+
+    class Generated:  # what TRL's _generate_single_turn returned for a batch
         def _generate_single_turn(self):
-            return [[5, 2], [5, 7, 0, 0], [5, 6, 7], [5, 6, 5, 6], [5, 6, 5, 7]], None
+            return [list(r) for r in rows], None
 
     class Trainer(StopStringEnds, Generated):
         eos_token_ids, max_completion_length, _tokenizer = [2], 4, Tokenizer()
         stop_strings = ["\n\n\n"]
 
     ids, logprobs = Trainer()._generate_single_turn()
-    assert ids == [
-        [5, 2],  # ended by its end token: TRL's cut stands
-        [5, 7, 0],  # stopped, then filled with pads: one pad stays as its end
-        [5, 6, 7, 0],  # the last row to stop, short of the cap: it gets its pad
-        [5, 6, 5, 6],  # ran to the cap without a stop: clipped, as before
-        [5, 6, 5, 7, 0],  # stopped right at the cap
-    ]
+    assert ids == [[5, 2], [5, 7, 0], [5, 0, 7, 0], [5, 6, 7, 0], [5, 6, 5, 6], [5, 6, 5, 7, 0], [5, 6, 5, 8, 0]]
     assert logprobs is None
+
+    class RLOO(Trainer):  # RLOO returns the ids alone; a pad that is the end token works alike
+        eos_token_ids = [0]
+
+        def _generate_single_turn(self):
+            return StopStringEnds._generate_single_turn(self)
+
+    Generated._generate_single_turn = lambda self: [[5, 7, 0], [5, 6, 7]]
+    assert RLOO()._generate_single_turn() == [[5, 7, 0], [5, 6, 7, 0]]  # the last row to stop is not clipped
     Trainer.stop_strings = []  # no stop strings: nothing to do
-    assert Trainer()._generate_single_turn()[0][1] == [5, 7, 0, 0]
+    assert Trainer()._generate_single_turn() == [[5, 7, 0], [5, 6, 7]]

@@ -200,22 +200,22 @@ class StopStringEnds:
 
     ``generate`` fills a row that a stop string finished with the pad token up to the batch's
     length, and TRL's GRPO / RLOO cut completions at their end tokens only. Unless the pad token is
-    one, those pads stayed in the completion: trained on as sampled tokens, counted in
-    ``completions/*_length`` (every row as long as the batch's longest), and the longest row, with
-    no pad after it, counted as clipped. Here each such row keeps one pad, in the place an end token
-    has (trained like one: the policy learns where it stopped), and the last row to stop gets one.
-    A pad the model sampled itself ends its completion too: the profile's stop strings include
-    the pad token's text, so generation had stopped there anyway."""
+    one, those pads stayed in the completion: trained on as sampled tokens and counted in
+    ``completions/*_length``. And the batch's last row to stop has no pad and no end token after
+    it, so TRL counted it as clipped (also when the pad token is the end token). Here such a row
+    keeps one pad where an end token would be, trained like one (the policy learns where it
+    stopped), and the last row to stop gets one. Only a trailing run of pads is filler: a pad the
+    model sampled mid-row, which a stop string did not end, stays a sampled token."""
 
     stop_strings: list[str] = []
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
         out = super()._generate_single_turn(*args, **kwargs)  # type: ignore[misc]
-        # GRPO returns (ids, logprobs), RLOO the ids; logprobs come only from vLLM, which cuts
-        # at stop strings itself and pads nothing
+        # GRPO returns (ids, logprobs), RLOO the ids. vLLM cuts at stop strings itself, pads
+        # nothing, and its logprobs would have to stay aligned: its rows are left as they are.
         ids, logprobs = out if isinstance(out, tuple) else (out, None)
         pad = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
-        if not self.stop_strings or pad is None or pad in self.eos_token_ids or logprobs is not None:  # type: ignore[attr-defined]
+        if not self.stop_strings or pad is None or getattr(self, "use_vllm", False) or logprobs is not None:
             return out
         ids = [self._end_at_stop(row, pad) for row in ids]
         return (ids, logprobs) if isinstance(out, tuple) else ids
@@ -223,14 +223,18 @@ class StopStringEnds:
     def _end_at_stop(self, row: list[int], pad: int) -> list[int]:
         if row and row[-1] in self.eos_token_ids:  # type: ignore[attr-defined]
             return row  # TRL cut it at its end token
-        if pad in row:
-            return row[: row.index(pad) + 1]
-        # no pad: the last row to finish (by a stop string, as an end token would be in the row)
-        # or a row that ran to the length cap, unless its text ends in a stop string right there
+        end = len(row)
+        while end and row[end - 1] == pad:
+            end -= 1
+        if end < len(row):  # stopped at row[end - 1], then filled
+            return [*row[:end], pad]
+        # no filler: the batch's last row to stop (by a stop string: an end token would be in the
+        # row), or a row that ran to the length cap, unless a stop string came with its last token
+        # (none came before it, or generation would have stopped there)
         if len(row) < self.max_completion_length:  # type: ignore[attr-defined]
             return [*row, pad]
         text = self._tokenizer.decode(row)  # type: ignore[attr-defined]
-        return [*row, pad] if any(text.endswith(stop) for stop in self.stop_strings) else row
+        return [*row, pad] if any(stop in text for stop in self.stop_strings) else row
 
 
 class RLMethod(Method):
