@@ -2,14 +2,16 @@
 
 The setting of bench/rl_vs_sft.py (tiny-qwen3, 4000 easy problems, the same 100 held-out), but
 no equal budget: SFT for ``--sft-steps``, then GRPO from that model in each variant given as
-``temperature:lr:steps:num_generations:batch_size``, each answering the held-out problems
-greedily at the end (the engine prints "N/100 -> M/100 answers right").
+``temperature:lr:steps:num_generations:batch_size[:JSON]`` (JSON: more GRPO options, e.g.
+``{"beta": 0.04}``), each answering the held-out problems greedily at the end (the engine
+prints "N/100 -> M/100 answers right").
 
 Usage: python scratch/grpo_from_sft.py OUT [--sft-steps 245] [--sft-model DIR] VARIANT ...
 e.g.   python scratch/grpo_from_sft.py /tmp/g 1.0:1e-4:80:8:16 0.7:2e-4:40:8:64
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,17 +33,20 @@ if model is None:
     result = bench.run(f"sft{args.sft_steps}", **{"hyperparams.max_steps": args.sft_steps})
     print(f"sft {args.sft_steps} steps: (format, right, probes, train s) = {bench_module.figures(result)}", flush=True)
     model = str(result.model_path)
-for variant in args.variants:
-    temperature, lr, steps, generations, batch = variant.split(":")
+for number, variant in enumerate(args.variants, 1):
+    temperature, lr, steps, generations, batch, *extra = variant.split(":", 5)
     result = bench.run(
-        "grpo-" + variant.replace(":", "_"),
+        f"grpo-{number}",
         **{
             "model.path": model,
             "hyperparams.max_steps": int(steps),
             "hyperparams.batch_size": int(batch),
             "hyperparams.learning_rate": float(lr),
             "hyperparams.warmup_steps": 2,
-            "method": {"name": "grpo", "num_generations": int(generations), "max_completion_length": 64, "temperature": float(temperature)},
+            "method": {
+                "name": "grpo", "num_generations": int(generations), "max_completion_length": 64,
+                "temperature": float(temperature), **(json.loads(extra[0]) if extra else {}),
+            },
         },
     )
     print(f"grpo {variant}: (format, right, probes, train s) = {bench_module.figures(result)}", flush=True)
