@@ -6,7 +6,7 @@ no equal budget: SFT for ``--sft-steps``, then GRPO from that model in each vari
 ``{"beta": 0.04}``), each answering the held-out problems greedily at the end (the engine
 prints "N/100 -> M/100 answers right").
 
-Usage: python scratch/grpo_from_sft.py OUT [--sft-steps 245] [--sft-model DIR] VARIANT ...
+Usage: python scratch/grpo_from_sft.py OUT [--sft-steps 245] [--sft-model DIR] [--difficulty easy] VARIANT ...
 e.g.   python scratch/grpo_from_sft.py /tmp/g 1.0:1e-4:80:8:16 0.7:2e-4:40:8:64
 """
 
@@ -25,9 +25,15 @@ parser.add_argument("out", type=Path)
 parser.add_argument("variants", nargs="+")
 parser.add_argument("--sft-steps", type=int, default=245)
 parser.add_argument("--sft-model", default=None, help="start from this model folder instead of training SFT")
+parser.add_argument("--difficulty", default="easy", help="data/generate_arithmetic.py's difficulty (4000 rows, seed 4321)")
 args = parser.parse_args()
 args.out.mkdir(parents=True, exist_ok=True)
-bench = bench_module.Bench(args.out, bench_module.easy_data(args.out), 100, 1e-4)
+data = bench_module.easy_data(args.out)
+if args.difficulty != "easy":
+    generator = sys.modules["generate_arithmetic"]  # loaded by easy_data
+    data = args.out / f"{args.difficulty}.jsonl"
+    generator.write_jsonl(generator.generate(4000, seed=4321, difficulty=args.difficulty), data)
+bench = bench_module.Bench(args.out, data, 100, 1e-4)
 model = args.sft_model
 if model is None:
     result = bench.run(f"sft{args.sft_steps}", **{"hyperparams.max_steps": args.sft_steps})
