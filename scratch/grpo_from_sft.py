@@ -1,6 +1,6 @@
 """Does GRPO raise held-out accuracy at all, from an SFT model that gets some answers right?
 
-The setting of bench/rl_vs_sft.py (tiny-qwen3, 4000 easy problems, the same 100 held-out), but
+The setting of bench/rl_vs_sft.py (tiny-qwen3, 4000 problems, easy unless --difficulty, 100 held out), but
 no equal budget: SFT for ``--sft-steps``, then GRPO from that model in each variant given as
 ``temperature:lr:steps:num_generations:batch_size[:JSON]`` (JSON: more GRPO options, e.g.
 ``{"beta": 0.04}``), each answering the held-out problems greedily at the end (the engine
