@@ -196,7 +196,7 @@ def test_stop_string_ends_rules():
 
     class Trainer(StopStringEnds, Generated):
         eos_token_ids, max_completion_length, _tokenizer = [2], 4, Tokenizer()
-        stop_strings = ["\n\n\n"]
+        generation_kwargs = {"stop_strings": ["\n\n\n"]}  # as TRL keeps its generate arguments
 
     ids, logprobs = Trainer()._generate_single_turn()
     assert ids == [[5, 2], [5, 7, 0], [5, 0, 7, 0], [5, 6, 7, 0], [5, 6, 5, 6], [5, 6, 5, 7, 0], [5, 6, 5, 8, 0]]
@@ -210,5 +210,5 @@ def test_stop_string_ends_rules():
 
     Generated._generate_single_turn = lambda self: [[5, 7, 0], [5, 6, 7]]
     assert RLOO()._generate_single_turn() == [[5, 7, 0], [5, 6, 7, 0]]  # the last row to stop is not clipped
-    Trainer.stop_strings = []  # no stop strings: nothing to do
+    Trainer.generation_kwargs = {}  # no stop strings: nothing to do
     assert Trainer()._generate_single_turn() == [[5, 7, 0], [5, 6, 7]]

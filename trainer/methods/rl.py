@@ -207,20 +207,24 @@ class StopStringEnds:
     stopped), and the last row to stop gets one. Only a trailing run of pads is filler: a pad the
     model sampled mid-row, which a stop string did not end, stays a sampled token."""
 
-    stop_strings: list[str] = []
-
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
         out = super()._generate_single_turn(*args, **kwargs)  # type: ignore[misc]
         # GRPO returns (ids, logprobs), RLOO the ids. vLLM cuts at stop strings itself, pads
         # nothing, and its logprobs would have to stay aligned: its rows are left as they are.
         ids, logprobs = out if isinstance(out, tuple) else (out, None)
         pad = self._tokenizer.pad_token_id  # type: ignore[attr-defined]
-        if not self.stop_strings or pad is None or getattr(self, "use_vllm", False) or logprobs is not None:
+        stops = self._stop_strings()
+        if not stops or pad is None or getattr(self, "use_vllm", False) or logprobs is not None:
             return out
-        ids = [self._end_at_stop(row, pad) for row in ids]
+        ids = [self._end_at_stop(row, pad, stops) for row in ids]
         return (ids, logprobs) if isinstance(out, tuple) else ids
 
-    def _end_at_stop(self, row: list[int], pad: int) -> list[int]:
+    def _stop_strings(self) -> list[str]:
+        """The stop strings generation ran with: TRL keeps its ``generate`` arguments (ours in
+        ``rl_arguments``) as ``generation_kwargs`` on its transformers path."""
+        return list((getattr(self, "generation_kwargs", None) or {}).get("stop_strings") or [])
+
+    def _end_at_stop(self, row: list[int], pad: int, stops: list[str]) -> list[int]:
         if row and row[-1] in self.eos_token_ids:  # type: ignore[attr-defined]
             return row  # TRL cut it at its end token
         end = len(row)
@@ -234,7 +238,7 @@ class StopStringEnds:
         if len(row) < self.max_completion_length:  # type: ignore[attr-defined]
             return [*row, pad]
         text = self._tokenizer.decode(row)  # type: ignore[attr-defined]
-        return [*row, pad] if any(stop in text for stop in self.stop_strings) else row
+        return [*row, pad] if any(stop in text for stop in stops) else row
 
 
 class RLMethod(Method):
@@ -280,7 +284,6 @@ class RLMethod(Method):
         sampled = type(trainer_class.__name__, (TRLSamples, StopStringEnds, trainer_class), {})
         trainer = make_trainer(sampled, context, model, args, callbacks, reward_funcs=funcs)
         trainer.sample_cuts = [*context.stop_sequences, context.tokens.end_token]
-        trainer.stop_strings = list(context.stop_sequences)
         return trainer
 
     def probe_figures(self, context: JobContext, probes: list[Any], answers: list[str]) -> dict[str, Any]:
