@@ -262,6 +262,41 @@ def test_segments_cover_every_token():
     assert bounds == [0, *itertools.accumulate(map(len, batch))]
 
 
+def _segment_reference(query, key, value, segments):
+    """Attention per segment by plain slicing of the whole row (no split), the definition."""
+    out = []
+    for start, end, prefix_start, prefix_length in segments:
+        if end <= start:
+            continue
+        q = query[:, :, start:end]
+        k = torch.cat([key[:, :, prefix_start:prefix_start + prefix_length], key[:, :, start:end]], dim=2)
+        v = torch.cat([value[:, :, prefix_start:prefix_start + prefix_length], value[:, :, start:end]], dim=2)
+        causal = torch.ones(end - start, k.shape[2], dtype=torch.bool).tril(prefix_length)
+        out.append(torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal))
+    return torch.cat(out, dim=2).transpose(1, 2)
+
+
+@pytest.mark.parametrize("segments", [
+    [(0, 5, 0, 0), (5, 12, 0, 0), (12, 15, 0, 0)],  # tiles the row: split
+    [(0, 6, 0, 0), (6, 6, 0, 0), (6, 10, 0, 4), (10, 15, 6, 2)],  # tiles, with an empty one and prefixes
+    [(0, 5, 0, 0), (7, 15, 0, 3)],  # a gap: sliced
+    [(6, 15, 0, 0), (0, 6, 6, 4)],  # out of order, prefix inside a later piece: sliced
+])
+def test_split_segments_give_the_sliced_attention_and_gradients(segments):
+    from trainer.models.attention import SEGMENTS, segmented_sdpa_forward
+
+    g = torch.Generator().manual_seed(0)
+    leaves = [torch.randn(1, 4, 15, 8, generator=g, requires_grad=True) for _ in range(3)]
+    module = type("Attention", (), {"num_key_value_groups": 1})()
+    got, _ = segmented_sdpa_forward(module, *leaves, None, scaling=8 ** -0.5, **{SEGMENTS: segments})
+    grads = torch.autograd.grad(got.square().sum(), leaves)
+    want = _segment_reference(*leaves, segments)
+    want_grads = torch.autograd.grad(want.square().sum(), leaves)
+    assert torch.allclose(got, want, atol=1e-6)
+    for a, b in zip(grads, want_grads):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_two_rows_packed_by_position_ids_alone_keep_their_sequences_apart():
     """Several rows (batch > 1) packed through position_ids only: the segmented forward cannot
     split them, so transformers' own block mask must still reach SDPA."""

@@ -65,28 +65,53 @@ def segmented_sdpa_forward(module, query, key, value, attention_mask, dropout=0.
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    # Cut the row into its segments with one split rather than a slice per segment: a slice's
+    # backward writes its gradient into a zeroed tensor of the whole row's size, once per segment
+    # and tensor (a third of the attention's time on a batch of 8 sequences here); a split's
+    # backward is one concatenation. Segments that do not tile the row are sliced.
+    lengths = _tiling(segments, query.shape[2])
+    if lengths is None:
+        pieces = [(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e]) for s, e, _, _ in segments]
+    else:
+        pieces = list(zip(*(t.split(lengths, dim=2) for t in (query, key, value))))
+    index = {start: i for i, (start, end, _, _) in enumerate(segments) if end > start}
     parts = []
-    for start, end, prefix_start, prefix_length in segments:
+    for (start, end, prefix_start, prefix_length), (q, k, v) in zip(segments, pieces):
         if end <= start:
             continue
         if not prefix_length:
             parts.append(torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                dropout_p=dropout, scale=scaling, is_causal=True,
+                q, k, v, dropout_p=dropout, scale=scaling, is_causal=True,
             ))
             continue
         # the segment continues the first prefix_length tokens of an earlier sequence: its keys are
         # that prefix and then its own, causal from the bottom right
-        prefix = slice(prefix_start, prefix_start + prefix_length)
-        keys = torch.cat([key[:, :, prefix], key[:, :, start:end]], dim=2)
-        values = torch.cat([value[:, :, prefix], value[:, :, start:end]], dim=2)
+        earlier = index.get(prefix_start)
+        if lengths is not None and earlier is not None and lengths[earlier] >= prefix_length:
+            prefix_keys, prefix_values = (t[:, :, :prefix_length] for t in pieces[earlier][1:])
+        else:
+            prefix = slice(prefix_start, prefix_start + prefix_length)
+            prefix_keys, prefix_values = key[:, :, prefix], value[:, :, prefix]
+        keys = torch.cat([prefix_keys, k], dim=2)
+        values = torch.cat([prefix_values, v], dim=2)
         causal = torch.ones(end - start, prefix_length + end - start, dtype=torch.bool, device=query.device).tril(prefix_length)
         parts.append(torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, start:end], keys, values, attn_mask=causal, dropout_p=dropout, scale=scaling,
+            q, keys, values, attn_mask=causal, dropout_p=dropout, scale=scaling,
         ))
     # (batch, heads, tokens, head_dim) -> (batch, tokens, heads, head_dim), as every attention
     # function of transformers returns it
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _tiling(segments: list[tuple[int, int, int, int]], length: int) -> list[int] | None:
+    """The segments' lengths if they lay the row out end to end from 0 to ``length``, else None."""
+    lengths, offset = [], 0
+    for start, end, _, _ in segments:
+        if start != offset or end < start:
+            return None
+        lengths.append(end - start)
+        offset = end
+    return lengths if offset == length else None
 
 
 def segmented_sdpa_mask(batch_size, *args, attention_mask=None, **kwargs):
