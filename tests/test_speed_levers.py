@@ -481,3 +481,55 @@ def test_calls_unpadding_cannot_serve_stay_padded_and_moe_models_are_not_switche
     ))
     assert not unpad_padded_batches(moe, pairs=True)
     assert "forward" not in vars(moe.base_model) and moe.config._attn_implementation == "sdpa"
+
+
+def test_fast_rms_norm_gives_the_modules_loss_and_gradients():
+    import copy
+
+    from trainer.models.norms import use_fast_rms_norm
+
+    batch = padded(rows([7, 19, 3, 12]))
+    plain = tiny_qwen3()
+    with torch.no_grad():  # norms away from their initial ones, so the weight's part shows
+        for name, param in plain.named_parameters():
+            if name.endswith("norm.weight"):
+                param.uniform_(0.5, 1.5)
+    fast = copy.deepcopy(plain)
+    # per layer: input, post-attention, query and key norms; and the final norm
+    assert use_fast_rms_norm(fast) == 2 * 4 + 1
+    assert use_fast_rms_norm(fast) == 0  # idempotent
+    loss_plain, grads_plain = loss_and_grads(plain, batch)
+    loss_fast, grads_fast = loss_and_grads(fast, batch)
+    assert torch.allclose(loss_fast, loss_plain, atol=1e-6)
+    for name, grad in grads_plain.items():
+        assert torch.allclose(grads_fast[name], grad, atol=1e-6), name
+    # a copy (a reference model) runs its own weights, not the original's
+    twin = copy.deepcopy(fast)
+    assert twin.model.norm.forward.__self__ is twin.model.norm
+    # frozen norms (LoRA): the input's gradient alone, still the module's
+    for model in (plain, fast):
+        for name, param in model.named_parameters():
+            param.requires_grad_(not name.endswith("norm.weight"))
+    for model in (plain, fast):
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+    frozen = {name: p.grad for name, p in fast.named_parameters()}
+    for name, param in plain.named_parameters():
+        assert (param.grad is None) == name.endswith("norm.weight") == (frozen[name] is None), name
+        if param.grad is not None:
+            assert torch.allclose(frozen[name], param.grad, atol=1e-6), name
+
+
+def test_fast_rms_norm_leaves_other_norms_and_dtypes_to_the_module():
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+
+    from trainer.models.norms import use_fast_rms_norm
+
+    gemma = torch.nn.Sequential(GemmaRMSNorm(8))  # scales by 1 + weight: not Llama's formula
+    assert use_fast_rms_norm(gemma) == 0
+    norm = torch.nn.Sequential(Qwen3RMSNorm(8))
+    assert use_fast_rms_norm(norm) == 1
+    x = torch.randn(3, 8, dtype=torch.bfloat16)
+    # bf16 in: the module's own forward (it rounds to bf16 before the weight, which the fast one does not)
+    assert torch.equal(norm(x), Qwen3RMSNorm.forward(norm[0], x))

@@ -86,4 +86,8 @@ def load_model(folder: Path, config: TrainerConfig, device: str, precision: str,
     model = AutoModelForCausalLM.from_pretrained(
         folder, trust_remote_code=config.model.trust_remote_code, **kwargs
     )
+    if device == "cpu":  # measured there only (trainer.models.norms)
+        from trainer.models.norms import use_fast_rms_norm
+
+        use_fast_rms_norm(model)
     return model.to(device)
