@@ -181,8 +181,8 @@ def raw_trl(spec: dict, record: Path, config_class, trainer_class, data_key: str
     args = config_class(
         output_dir=spec["out"], per_device_train_batch_size=BATCH, max_steps=spec["steps"],
         logging_steps=WARMUP_STEPS, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=42,
-        # TRL's configs default to bf16 autocast; this CPU has no bf16 matmul path (no AVX512-BF16
-        # or AMX: ~100x slower than fp32 here), so every contestant trains in fp32, the engine's
+        # TRL's configs default to bf16 autocast; CPUs without a bf16 matmul path (no AVX512-BF16
+        # or AMX) run it ~100x slower than fp32, so every contestant trains in fp32, the engine's
         # precision on CPU. Everything else is TRL's default unless the contestant says otherwise.
         bf16=False, **config, **spec.get("trl_args", {}),
     )

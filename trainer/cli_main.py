@@ -182,6 +182,10 @@ ACTIONS = ("dashboard", "watch", "export")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the chosen action and return the process exit code."""
+    # bitsandbytes (which peft imports) warns on every CPU with AVX512-BF16 that the optional
+    # `kernels` package is missing, a hub download this engine never makes; its 4-bit CPU path
+    # falls back by itself. Left on, that line comes before a user error's own first line.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ACTIONS:
         try:
