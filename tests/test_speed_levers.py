@@ -498,6 +498,7 @@ def test_fast_rms_norm_gives_the_modules_loss_and_gradients():
     # per layer: input, post-attention, query and key norms; and the final norm
     assert use_fast_rms_norm(fast) == 2 * 4 + 1
     assert use_fast_rms_norm(fast) == 0  # idempotent
+    assert "_RMSNorm" in type(fast.model.norm(torch.randn(2, 64, requires_grad=True)).grad_fn).__name__
     loss_plain, grads_plain = loss_and_grads(plain, batch)
     loss_fast, grads_fast = loss_and_grads(fast, batch)
     assert torch.allclose(loss_fast, loss_plain, atol=1e-6)
@@ -533,3 +534,22 @@ def test_fast_rms_norm_leaves_other_norms_and_dtypes_to_the_module():
     x = torch.randn(3, 8, dtype=torch.bfloat16)
     # bf16 in: the module's own forward (it rounds to bf16 before the weight, which the fast one does not)
     assert torch.equal(norm(x), Qwen3RMSNorm.forward(norm[0], x))
+
+
+def test_a_model_with_fast_norms_compiles_as_one_graph():
+    from trainer.models.norms import use_fast_rms_norm
+
+    model = tiny_qwen3()
+    assert use_fast_rms_norm(model)
+    batch = padded(rows([5, 9]))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(**batch)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_a_model_loaded_onto_the_cpu_gets_the_fast_norms(tiny_model_dir):
+    from trainer.config import create_default_config
+    from trainer.models.loading import load_model
+
+    model = load_model(tiny_model_dir, create_default_config(), "cpu", "float32")
+    assert "forward" in vars(model.model.norm)

@@ -21,45 +21,40 @@ import inspect
 import types
 from typing import Any
 
-
-def _function():
-    import torch
-
-    class RMSNorm(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, eps):
-            rstd = torch.rsqrt(x.square().mean(-1, keepdim=True).add_(eps))
-            normed = x * rstd
-            ctx.save_for_backward(normed, rstd, weight)
-            return weight * normed
-
-        @staticmethod
-        def backward(ctx, grad):
-            normed, rstd, weight = ctx.saved_tensors
-            weight_grad = (grad * normed).reshape(-1, normed.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None
-            x_grad = None
-            if ctx.needs_input_grad[0]:
-                scaled = grad * weight
-                # d/dx of x * rstd(x): rstd * (g - normed * mean(g * normed)), g the grad times the weight
-                x_grad = (scaled - normed * (scaled * normed).mean(-1, keepdim=True)).mul_(rstd)
-            return x_grad, weight_grad, None
-
-    return RMSNorm
+# Imported only where a model is loaded (trainer.models.loading), so torch at the top costs the
+# CLI nothing; the Function must be a module-level class for torch.compile to trace through it
+# (a class built inside a function breaks the graph at every norm).
+import torch
+from torch.autograd.function import once_differentiable
 
 
-@functools.cache
-def _rms_norm_class():
-    return _function()
+class _RMSNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        rstd = torch.rsqrt(x.square().mean(-1, keepdim=True).add_(eps))
+        normed = x * rstd
+        ctx.save_for_backward(normed, rstd, weight)
+        return weight * normed
+
+    @staticmethod
+    @once_differentiable  # the backward is written for first derivatives only: a second one raises
+    def backward(ctx, grad):
+        normed, rstd, weight = ctx.saved_tensors
+        weight_grad = (grad * normed).reshape(-1, normed.shape[-1]).sum(0) if ctx.needs_input_grad[1] else None
+        x_grad = None
+        if ctx.needs_input_grad[0]:
+            scaled = grad * weight
+            # d/dx of x * rstd(x): rstd * (g - normed * mean(g * normed)), g the grad times the weight
+            x_grad = (scaled - normed * (scaled * normed).mean(-1, keepdim=True)).mul_(rstd)
+        return x_grad, weight_grad, None
 
 
 def rms_norm(x: Any, weight: Any, eps: float) -> Any:
-    """``weight * x / sqrt(mean(x^2) + eps)`` over the last dimension, with the fused backward."""
-    return _rms_norm_class().apply(x, weight, eps)
+    """``weight * x / sqrt(mean(x^2) + eps)`` over the last dimension, with the written backward."""
+    return _RMSNorm.apply(x, weight, eps)
 
 
 def _fast_forward(self, hidden_states):
-    import torch
-
     if hidden_states.dtype != torch.float32 or self.weight.dtype != torch.float32:
         return type(self).forward(self, hidden_states)
     return rms_norm(hidden_states, self.weight, self.variance_epsilon)
