@@ -276,15 +276,16 @@ def _segment_reference(query, key, value, segments):
     return torch.cat(out, dim=2).transpose(1, 2)
 
 
-@pytest.mark.parametrize("segments", [
-    [(0, 5, 0, 0), (5, 12, 0, 0), (12, 15, 0, 0)],  # tiles the row: split
-    [(0, 6, 0, 0), (6, 6, 0, 0), (6, 10, 0, 4), (10, 15, 6, 2)],  # tiles, with an empty one and prefixes
-    [(0, 5, 0, 0), (7, 15, 0, 3)],  # a gap: sliced
-    [(6, 15, 0, 0), (0, 6, 6, 4)],  # out of order, prefix inside a later piece: sliced
+@pytest.mark.parametrize("segments, tiles", [
+    ([(0, 5, 0, 0), (5, 12, 0, 0), (12, 15, 0, 0)], True),  # tiles the row: split
+    ([(0, 6, 0, 0), (6, 6, 0, 0), (6, 10, 0, 4), (10, 15, 6, 2)], True),  # tiles, with an empty one and prefixes
+    ([(0, 5, 0, 0), (7, 15, 0, 3)], False),  # a gap: sliced
+    ([(6, 15, 0, 0), (0, 6, 6, 4)], False),  # out of order, prefix inside a later piece: sliced
 ])
-def test_split_segments_give_the_sliced_attention_and_gradients(segments):
-    from trainer.models.attention import SEGMENTS, segmented_sdpa_forward
+def test_split_segments_give_the_sliced_attention_and_gradients(segments, tiles):
+    from trainer.models.attention import SEGMENTS, _tiling, segmented_sdpa_forward
 
+    assert (_tiling(segments, 15) is not None) == tiles  # the path the case is meant to take
     g = torch.Generator().manual_seed(0)
     leaves = [torch.randn(1, 4, 15, 8, generator=g, requires_grad=True) for _ in range(3)]
     module = type("Attention", (), {"num_key_value_groups": 1})()
