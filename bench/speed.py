@@ -40,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from trainer.models.cpu import has_bf16_matmul  # noqa: E402
+
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k_train.jsonl"
 BUNDLED = ROOT / "data" / "arithmetic_train.jsonl"
 WARMUP_STEPS = 10
@@ -181,10 +183,11 @@ def raw_trl(spec: dict, record: Path, config_class, trainer_class, data_key: str
     args = config_class(
         output_dir=spec["out"], per_device_train_batch_size=BATCH, max_steps=spec["steps"],
         logging_steps=WARMUP_STEPS, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=42,
-        # TRL's configs default to bf16 autocast; CPUs without a bf16 matmul path (no AVX512-BF16
-        # or AMX) run it ~100x slower than fp32, so every contestant trains in fp32, the engine's
-        # precision on CPU. Everything else is TRL's default unless the contestant says otherwise.
-        bf16=False, **config, **spec.get("trl_args", {}),
+        # TRL's configs default to bf16 autocast. Where the CPU multiplies bf16 natively
+        # (AVX512-BF16 or AMX) TRL keeps its default, as the engine's precision "auto" does;
+        # elsewhere bf16 runs ~100x slower than fp32, so TRL is given fp32, as the engine picks
+        # there. Everything else is TRL's default unless the contestant says otherwise.
+        **{"bf16": spec["bf16"], **config, **spec.get("trl_args", {})},
     )
     trainer_class(model=model, args=args, train_dataset=data, processing_class=tokenizer).train()
 
@@ -211,6 +214,8 @@ def bare_sft(spec: dict, record: Path) -> None:
     import trl
     from transformers import get_cosine_schedule_with_warmup
 
+    from trainer.models.lm_head import plain_log_probs
+
     def bare_train(self, *args, **kwargs):
         loader = iter(self.get_train_dataloader())
         batches = [next(loader) for _ in range(spec["steps"])]
@@ -220,12 +225,15 @@ def bare_sft(spec: dict, record: Path) -> None:
         schedule = get_cosine_schedule_with_warmup(optimizer, 20, spec["steps"])
         stamps, tokens, seen = {}, {}, 0
         for step, batch in enumerate(batches, start=1):
-            # the same arithmetic as the engine's loss: logits at the trained positions only
-            labels = batch["labels"]
-            hidden = model.get_decoder()(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
-            trained = labels[:, 1:] != -100
-            logits = model.get_output_embeddings()(hidden[:, :-1][trained])
-            loss = torch.nn.functional.cross_entropy(logits, labels[:, 1:][trained])
+            # the same arithmetic as the engine's loss: logits at the trained positions only, in
+            # the engine's precision (bf16 autocast where it resolved to bfloat16-mixed)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+                labels = batch["labels"]
+                hidden = model.get_decoder()(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).last_hidden_state
+                trained = labels[:, 1:] != -100
+                log_probs = plain_log_probs(hidden[:, :-1][trained], model.get_output_embeddings().weight, None,
+                                            labels[:, 1:][trained], 1.0, 0)[0]
+                loss = -log_probs.mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -289,7 +297,7 @@ def sft_specs(out: Path, size: str, data: Path, steps: int) -> list[dict]:
     model = build_model(out, size)
     values = engine_values(out, model, data, steps, f"engine-{size}")
     messages = conversations(out, values)
-    common = {"model": str(model), "messages": str(messages), "steps": steps}
+    common = {"model": str(model), "messages": str(messages), "steps": steps, "bf16": has_bf16_matmul()}
     return [
         {"name": f"trl-default-{size}", "kind": "trl", **common},
         {"name": f"trl-grouped-{size}", "kind": "trl", "trl_args": TRL_BEST, **common},
@@ -328,7 +336,7 @@ def dpo_specs(out: Path, steps: int) -> list[dict]:
     pairs = out / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(row) + "\n" for row in prepared.train))
     return [
-        {"name": "trl-dpo-default", "kind": "trl-dpo", "model": str(model), "pairs": str(pairs), "steps": steps},
+        {"name": "trl-dpo-default", "kind": "trl-dpo", "model": str(model), "pairs": str(pairs), "steps": steps, "bf16": has_bf16_matmul()},
         {"name": "engine-dpo", "kind": "engine", "values": values, "steps": steps},
         # the lever on its own: the same engine with its pairs left padded (trainer.models.unpad)
         {"name": "engine-dpo-padded", "kind": "engine", "values": {**values, "data.padding_free": False}, "steps": steps},

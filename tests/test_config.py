@@ -162,7 +162,7 @@ def test_all_problems_reported_together(tmp_path):
         "'cyclic', 'exponential', 'inverse_sqrt', 'linear', 'multistep', 'onecycle', 'polynomial', "
         f"'reduce_on_plateau', 'step' or 'warmup_stable_decay'; got 'cosin' (str); did you mean 'cosine'?{src}",
         f"hyperparams.learnig_rate: unknown key; did you mean hyperparams.learning_rate?{src}",
-        "model.precision: expected one of 'auto', 'float32', 'bfloat16' or 'float16'; "
+        "model.precision: expected one of 'auto', 'float32', 'bfloat16', 'bfloat16-mixed' or 'float16'; "
         f"got 'bf16' (str); did you mean 'bfloat16'?{src}",
     ]
     assert str(ConfigError(problems)).startswith("4 configuration problems:\n  - hyperparams.batch_size")

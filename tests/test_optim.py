@@ -293,19 +293,22 @@ def test_bf16_is_refused_on_a_gpu_without_it(tmp_path, builtin_cache, monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
-    assert check_precision(bf16) == ["model.precision: bfloat16 needs a GPU that computes in it, and Tesla T4 does not; "
+    assert check_precision(bf16) == ["model.precision: bfloat16 needs a GPU that computes in bf16, and Tesla T4 does not; "
                                      "use float16 (mixed precision) or float32"]
+    mixed = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.precision": "bfloat16-mixed"}))
+    assert check_precision(mixed) == ["model.precision: bfloat16-mixed needs a GPU that computes in bf16, and Tesla T4 does not; "
+                                      "use float16 (mixed precision) or float32"]
     cpu = create_default_config(overrides=job_values(tmp_path, builtin_cache, **{"model.precision": "bfloat16", "system.device": "cpu"}))
     assert check_precision(cpu) == []
 
 
 @pytest.mark.slow
-# SFT only: this CPU has no bf16 matmul path (1.2 GFLOP/s against 115 in fp32), and a DPO job in
+# SFT only: a CPU without AVX512-BF16 or AMX has no bf16 matmul path (1.2 GFLOP/s against 115 in fp32 on one), and a DPO job in
 # bf16 (its SFT stage first) took 447 s of CI
-@pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "float16")])
+@pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "bfloat16-mixed"), ("sft", "float16")])
 def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precision):
     """Autocast on CPU: the loss stays finite and falls, the weights keep the precision's dtype
-    (bf16 weights; fp16 is mixed precision over fp32 weights)."""
+    (bf16 weights; bfloat16-mixed and fp16 autocast over fp32 weights)."""
     import torch
 
     from jobkit import REPO

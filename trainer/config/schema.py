@@ -33,7 +33,7 @@ from trainer.trackers import DEFAULT_PROJECT, tracker_problems
 
 SCHEMA_VERSION = 1
 
-Precision = Literal["auto", "float32", "bfloat16", "float16"]
+Precision = Literal["auto", "float32", "bfloat16", "bfloat16-mixed", "float16"]
 DataFormat = Literal[
     "auto", "messages", "sharegpt", "alpaca", "prompt_completion", "question_answer", "text"
 ]
@@ -240,8 +240,10 @@ class ModelSection(Section):
     )
     precision: Precision = Field(
         "auto",
-        description="Weights dtype: auto (bfloat16 on a GPU that supports it, else float32), "
-        "float32, bfloat16 or float16. A torch dtype is accepted too.",
+        description="Training precision: auto (bfloat16 on a GPU that supports it, bfloat16-mixed "
+        "on a CPU with AVX512-BF16 or AMX, else float32), float32, bfloat16 (bf16 weights), "
+        "bfloat16-mixed (float32 weights, bf16 autocast) or float16 (float32 weights, fp16 "
+        "autocast). A torch dtype is accepted too.",
     )
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = Field(
         None, description="Attention kernel; unset lets transformers choose."
@@ -488,6 +490,12 @@ class SystemSection(Section):
         None,
         description="An FSDP config JSON: turns PyTorch FSDP on with it (TrainingArguments.fsdp / fsdp_config); "
         "under torchrun or accelerate launch.",
+    )
+    keep_freed_memory: bool = Field(
+        True,
+        description="On a CPU with glibc: keep the memory training steps free for reuse instead of "
+        "returning it to the system (fewer page faults; README, 'Speed'). The process then holds "
+        "its peak memory until it ends.",
     )
     torch_compile: bool = Field(
         False,

@@ -63,12 +63,12 @@ def check_win_rate(config: TrainerConfig) -> list[str]:
 def check_precision(config: TrainerConfig) -> list[str]:
     """bf16 asked for on a GPU without it (before Ampere): refused, not a slow or broken run. CPUs
     autocast in bf16 and fp16 both (slowly where they lack the instructions)."""
-    if config.model.precision != "bfloat16" or config.system.device in ("cpu", "mps"):
+    if config.model.precision not in ("bfloat16", "bfloat16-mixed") or config.system.device in ("cpu", "mps"):
         return []
     import torch  # only here: --validate stays light for every other config
 
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        return [f"model.precision: bfloat16 needs a GPU that computes in it, and {torch.cuda.get_device_name()} does not; "
+        return [f"model.precision: {config.model.precision} needs a GPU that computes in bf16, and {torch.cuda.get_device_name()} does not; "
                 "use float16 (mixed precision) or float32"]
     return []
 

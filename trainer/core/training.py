@@ -147,6 +147,7 @@ def train_and_save(s: JobContext) -> JobResult:
 
 def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     from trainer.models import lora
+    from trainer.models.cpu import keep_freed_memory
     from trainer.models.loading import load_model, pick_device, resolve_precision
 
     config, writer, tok = s.config, s.writer, s.tokens
@@ -154,6 +155,8 @@ def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     writer.set_phase("loading_model")
     s.device = pick_device(config.system.device)
     s.precision = resolve_precision(config.model.precision, s.device)
+    if s.device == "cpu" and config.system.keep_freed_memory:
+        keep_freed_memory()
     model = method.load_model(s)
     if config.model.lora is not None:  # every method trains adapters alike (trainer.models.lora)
         model = lora.apply(model, config.model.lora, "CAUSAL_LM" if method.generates else "SEQ_CLS", config.hyperparams.seed)

@@ -172,6 +172,7 @@ class Distill(Method):
         from trainer.config.errors import ConfigError
         from trainer.methods.sft import padding_free_rows, training_arguments
         from trainer.models.attention import use_segmented_attention
+        from trainer.models.buckets import bucket_rows
         from trainer.models.loading import load_model, load_tokenizer
 
         options: DistillOptions = self.options  # type: ignore[assignment]
@@ -193,8 +194,9 @@ class Distill(Method):
         # prompts, which needs rows apart, so those jobs keep padded batches.
         padding_free = options.on_policy == 0 and padding_free_rows(context)
         if padding_free and context.device in ("cpu", "mps"):
-            use_segmented_attention(model)
-            use_segmented_attention(teacher)
+            for each in (model, teacher):
+                use_segmented_attention(each)
+                bucket_rows(each)
         args = training_arguments(
             context, SFTConfig, max_length=None, packing=False, padding_free=padding_free, packing_strategy="bfd",
         )

@@ -42,6 +42,8 @@ def tracker_run_name(run_dir: Any) -> str:
 def training_arguments(context: JobContext, config_class: Any, **method_args: Any) -> Any:
     """The TrainingArguments every method shares, from the job config, as ``config_class``
     (TRL's per-method config classes all extend transformers' TrainingArguments)."""
+    from trainer.models.loading import autocast_flags
+
     config, hp = context.config, context.config.hyperparams
     return config_class(
         output_dir=str(context.run_dir),
@@ -73,8 +75,7 @@ def training_arguments(context: JobContext, config_class: Any, **method_args: An
         project=config.output.project,
         disable_tqdm=True,  # our console callback prints progress with an ETA
         use_cpu=context.device == "cpu",
-        bf16=context.precision == "bfloat16",
-        fp16=context.precision == "float16",
+        **autocast_flags(context.precision),
         dataloader_num_workers=config.system.num_workers,
         torch_compile=config.system.torch_compile,
         # sharded training, passed through as the library takes it (README, "Several processes")
@@ -136,12 +137,14 @@ class SFT(Method):
         from trl import SFTConfig, SFTTrainer
 
         from trainer.models.attention import use_segmented_attention
+        from trainer.models.buckets import bucket_rows
 
         data = context.config.data
         cpu = context.device in ("cpu", "mps")
         padding_free = padding_free_rows(context)
         if padding_free and cpu:
             use_segmented_attention(model)
+            bucket_rows(model)
         args = training_arguments(
             context,
             SFTConfig,

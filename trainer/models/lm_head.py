@@ -38,8 +38,19 @@ def plain_log_probs(
     logit_scale: float = 1.0,
     outputs: tuple[str, ...] = (),
 ) -> tuple[Any, Any, Any, Any, Any]:
-    """What TRL's ``_ChunkedLogProbFunction.apply`` returns, by ordinary autograd."""
+    """What TRL's ``_ChunkedLogProbFunction.apply`` returns, by ordinary autograd. In bf16 on a
+    CPU the scored rows are computed at a bucket length (``trainer.models.buckets``)."""
     import torch
+
+    from trainer.models.buckets import bf16_on_cpu, bucket
+
+    n = hidden.shape[0]
+    if hidden.dim() == 2 and bf16_on_cpu(hidden) and bucket(n) != n:
+        filler = bucket(n) - n
+        hidden = torch.cat([hidden, hidden.new_zeros(filler, hidden.shape[1])])
+        padded = plain_log_probs(hidden, weight, bias, torch.cat([targets, targets.new_zeros(filler)]), temperature,
+                                 chunk_size, final_logit_softcapping, logit_scale, outputs)
+        return tuple(None if t is None else t[:n] for t in padded)
 
     if not torch.is_autocast_enabled(hidden.device.type) and weight.dtype != hidden.dtype:
         # as TRL's kernel: the head in the hidden states' dtype (e.g. cast_lm_head_to_fp32)

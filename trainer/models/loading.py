@@ -28,24 +28,45 @@ def pick_device(setting: str) -> str:
     return "cpu"
 
 
+# Each precision's weights dtype and the autocast its training runs in (transformers' bf16 / fp16
+# flags). The mixed ones keep float32 weights: fp16 because the fp16 gradient scaler cannot
+# unscale fp16 gradients (transformers' "Attempting to unscale FP16 gradients"), bfloat16-mixed
+# because AdamW's small updates round away on bf16 weights (one near 1.0 moves in steps of 2^-7).
+PRECISIONS: dict[str, tuple[str, str | None]] = {
+    "float32": ("float32", None),
+    "bfloat16": ("bfloat16", "bf16"),
+    "bfloat16-mixed": ("float32", "bf16"),
+    "float16": ("float32", "fp16"),
+}
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """The one place ``precision: auto`` is decided: bfloat16 on a GPU that supports it, else
-    float32 (CPU training in bf16 is slow and imprecise). The model's dtype and the trainer's
-    bf16 / fp16 flags both follow the resolved name."""
+    """The one place ``precision: auto`` is decided: bfloat16 on a GPU that supports it,
+    bfloat16-mixed on a CPU that multiplies bf16 natively, else float32 (bf16 without the
+    instructions is emulated, far slower than fp32). The model's dtype and the trainer's bf16 /
+    fp16 flags both follow the resolved name (``PRECISIONS``)."""
     if precision != "auto":
         return precision
     import torch
 
-    return "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    from trainer.models.cpu import has_bf16_matmul
+
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16-mixed" if device == "cpu" and has_bf16_matmul() else "float32"
 
 
 def torch_dtype(precision: str) -> Any:
-    """Weights dtype for a resolved precision. ``float16`` trains as mixed precision: the weights
-    stay float32 and autocast runs in fp16, because the fp16 gradient scaler cannot unscale
-    fp16 gradients (transformers' "Attempting to unscale FP16 gradients")."""
+    """Weights dtype for a resolved precision (``PRECISIONS``)."""
     import torch
 
-    return torch.float32 if precision == "float16" else getattr(torch, precision)
+    return getattr(torch, PRECISIONS[precision][0])
+
+
+def autocast_flags(precision: str) -> dict[str, bool]:
+    """transformers' ``bf16`` / ``fp16`` training flags for a resolved precision."""
+    autocast = PRECISIONS[precision][1]
+    return {"bf16": autocast == "bf16", "fp16": autocast == "fp16"}
 
 
 def load_tokenizer(folder: Path, config: TrainerConfig) -> Any:

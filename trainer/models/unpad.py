@@ -37,6 +37,7 @@ import types
 from typing import Any
 
 from trainer.models.attention import NAME, SEGMENTS, use_segmented_attention
+from trainer.models.buckets import forward_row
 
 
 # Arguments that make a call something other than a fresh training forward (a cache under either
@@ -105,7 +106,8 @@ def _unpadding_forward(self, *args, **kwargs):
     ids, positions, segments, where = _layout(input_ids.cpu(), real.cpu(), self._unpad_pairs)
     ids, positions, where = (t.to(input_ids.device) for t in (ids, positions, where))
     rest = {k: v for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")}
-    outputs = forward(self, input_ids=ids, attention_mask=None, **{**rest, "position_ids": positions, SEGMENTS: segments})
+    # at a bucket length where bf16 matmuls on a CPU compile per shape (trainer.models.buckets)
+    outputs = forward_row(self, forward, {**rest, "input_ids": ids, "attention_mask": None, "position_ids": positions, SEGMENTS: segments})
     hidden = outputs.last_hidden_state[0].index_select(0, where)  # a shared prefix's rows twice
     # masked_scatter keeps the padded layout differentiable: each real position gets its own row
     outputs.last_hidden_state = hidden.new_zeros(*real.shape, hidden.shape[-1]).masked_scatter(real.unsqueeze(-1), hidden)
