@@ -8,8 +8,10 @@ TRL is fed exactly the conversations the engine keeps (rows over ``max_length`` 
 both). Contestants run alternately (A B C A B C ...), each in a fresh process, ``--rounds``
 times; the table shows the best round of each.
 
-- ``trl-default``: ``SFTTrainer`` with its defaults (random batches padded to the longest row);
-- ``trl-grouped``: TRL's best setting found, ``train_sampling_strategy="group_by_length"``;
+- ``trl-default``: ``SFTTrainer`` with its defaults (random batches padded to the longest row;
+  bf16 autocast where the CPU multiplies bf16 natively, fp32 elsewhere);
+- ``trl-grouped``: TRL's best setting found, ``train_sampling_strategy="group_by_length"`` (and
+  the rest of ``TRL_BEST``) in the precision the engine picks for the model on this CPU;
 - ``engine``: ``TrainerEngine.run_job`` with the engine's default config (previews and
   checkpoints out of the 40-step window, as they are by default);
 - ``bare``: a plain PyTorch loop (forward, backward, clip, AdamW, schedule) over the very
@@ -19,10 +21,12 @@ The figure is real (non-padding) tokens per second over steps 11..N: the first t
 warm-up (allocator, first-touch), the same for everyone. Also measured: SFT at a second model
 size, DPO against raw TRL ``DPOTrainer``, generation against a bare batched ``generate``, a
 rerun's data preparation from the cache, and the CLI's ``--help`` / ``--print-config`` /
-``--validate`` times; and, asked by ``--only compile`` (not in the default set), the small SFT job
+``--validate`` times. Asked for by ``--only levers`` (not in the default set): the engine's SFT
+job at both sizes in float32, in bfloat16-mixed and with glibc's heap defaults, against its
+default config. By ``--only compile`` (not in the default set either): the small SFT job
 with ``system.torch_compile`` against without, per round, with each process's whole time.
 
-Usage: python bench/speed.py [--rows 3000] [--steps 40] [--rounds 2] [--only sft,size,dpo,generate,cache,cli[,compile]]
+Usage: python bench/speed.py [--rows 3000] [--steps 40] [--rounds 2] [--only sft,size,dpo,generate,cache,cli[,levers,compile]]
 Not part of the test suite; run it on a quiet machine (other load skews every figure).
 """
 
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trainer.models.cpu import has_bf16_matmul  # noqa: E402
+from trainer.models.loading import resolve_precision  # noqa: E402
 
 GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k_train.jsonl"
 BUNDLED = ROOT / "data" / "arithmetic_train.jsonl"
@@ -298,9 +303,12 @@ def sft_specs(out: Path, size: str, data: Path, steps: int) -> list[dict]:
     values = engine_values(out, model, data, steps, f"engine-{size}")
     messages = conversations(out, values)
     common = {"model": str(model), "messages": str(messages), "steps": steps, "bf16": has_bf16_matmul()}
+    # TRL's best gets the precision the engine picks for this model on this CPU (bf16 autocast
+    # only where it pays: trainer.models.loading.resolve_precision), the fastest one found for both
+    best_bf16 = resolve_precision("auto", "cpu", SIZES[size]["hidden_size"]) == "bfloat16-mixed"
     return [
         {"name": f"trl-default-{size}", "kind": "trl", **common},
-        {"name": f"trl-grouped-{size}", "kind": "trl", "trl_args": TRL_BEST, **common},
+        {"name": f"trl-grouped-{size}", "kind": "trl", "trl_args": {**TRL_BEST, "bf16": best_bf16}, **common},
         {"name": f"engine-{size}", "kind": "engine", "values": values, **common},
         {"name": f"bare-{size}", "kind": "bare", "values": {**values, "output.run_name": f"bare-{size}"}, **common},
     ]
@@ -445,6 +453,31 @@ def compile_rows(out: Path, data: Path, steps: int, rounds: int) -> list[str]:
     ]
 
 
+# The CPU levers that are settings, each switched off alone against the default config
+# (``--only levers``): the precision auto picks, the heap that keeps freed memory
+LEVERS = {"float32": {"model.precision": "float32"}, "bfloat16-mixed": {"model.precision": "bfloat16-mixed"},
+          "heap-default": {"system.keep_freed_memory": False}}
+
+
+def lever_rows(out: Path, data: Path, steps: int, rounds: int) -> list[str]:
+    """The engine's SFT job at both sizes with each of ``LEVERS`` against its default config,
+    alternately, best round of each."""
+    lines = []
+    for size in ("small", "tiny"):
+        print(f"levers, {size} model:", flush=True)
+        plain = next(s for s in sft_specs(out, size, data, steps) if s["kind"] == "engine")
+        picked = resolve_precision("auto", "cpu", SIZES[size]["hidden_size"])
+        levers = [name for name in LEVERS if name != picked]  # the default's own precision is the baseline
+        specs = [plain] + [{**plain, "name": f"engine-{size}-{name}", "values": {**plain["values"], **LEVERS[name]}}
+                           for name in levers]
+        best = alternate(specs, rounds, out)
+        base = best[plain["name"]]
+        lines.append(f"| SFT {size}: engine, default config ({picked}, heap kept) | {base:,.0f} | 1.00x |")
+        lines += [f"| SFT {size}: engine, {name} | {best[f'engine-{size}-{name}']:,.0f} | {best[f'engine-{size}-{name}'] / base:.2f}x |"
+                  for name in levers]
+    return lines
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(sys.argv[2:])
@@ -479,6 +512,8 @@ def main() -> int:
         engine, bare = generation(out)
         lines.append(f"| generation: bare batched generate (KV cache) | {bare:,.0f} new tokens/s | 1.00x |")
         lines.append(f"| generation: engine's preview backend | {engine:,.0f} new tokens/s | {engine / bare:.2f}x |")
+    if "levers" in parts:  # not in the default set
+        lines += lever_rows(out, data, args.steps, args.rounds)
     if "compile" in parts:  # not in the default set: a cold compile alone takes minutes here
         print("torch.compile, small model:", flush=True)
         lines += compile_rows(out, data, args.steps, args.rounds)

@@ -130,11 +130,16 @@ def test_bf16_mixed_is_within_two_percent_of_float32():
     assert torch.nn.functional.cosine_similarity(flat(grads), flat(want_grads), dim=0) > 0.99
 
 
-def test_auto_precision_is_bf16_mixed_only_on_a_cpu_that_multiplies_bf16(monkeypatch):
-    from trainer.models.loading import autocast_flags, resolve_precision, torch_dtype
+def test_auto_precision_is_bf16_mixed_only_on_a_cpu_that_multiplies_bf16_and_a_wide_enough_model(monkeypatch, tmp_path):
+    import json
+
+    from trainer.models.loading import autocast_flags, model_width, resolve_precision, torch_dtype
 
     monkeypatch.setattr(cpu, "has_bf16_matmul", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bfloat16-mixed"
+    assert resolve_precision("auto", "cpu") == "bfloat16-mixed"  # width unknown: a user's model
+    assert resolve_precision("auto", "cpu", 256) == "bfloat16-mixed"
+    assert resolve_precision("auto", "cpu", 128) == "float32"  # the embedded default: slower in bf16
+    assert resolve_precision("bfloat16-mixed", "cpu", 128) == "bfloat16-mixed"  # asked for: kept
     assert resolve_precision("auto", "mps") == "float32"
     assert resolve_precision("float32", "cpu") == "float32"
     monkeypatch.setattr(cpu, "has_bf16_matmul", lambda: False)
@@ -143,6 +148,15 @@ def test_auto_precision_is_bf16_mixed_only_on_a_cpu_that_multiplies_bf16(monkeyp
     assert autocast_flags("bfloat16-mixed") == autocast_flags("bfloat16") == {"bf16": True, "fp16": False}
     assert autocast_flags("float16") == {"bf16": False, "fp16": True}
     assert autocast_flags("float32") == {"bf16": False, "fp16": False}
+    # the width from the folder's config.json, a multimodal one's text config, an adapter's base
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text(json.dumps({"hidden_size": 1024}))
+    (tmp_path / "vlm").mkdir()
+    (tmp_path / "vlm" / "config.json").write_text(json.dumps({"text_config": {"hidden_size": 2048}}))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "base")}))
+    assert [model_width(tmp_path / n) for n in ("base", "vlm", "adapter", "missing")] == [1024, 2048, 1024, None]
+    assert model_width(None) is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")

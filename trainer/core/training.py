@@ -148,13 +148,13 @@ def train_and_save(s: JobContext) -> JobResult:
 def _train_and_save(s: JobContext, trackers: TrackerSession) -> JobResult:
     from trainer.models import lora
     from trainer.models.cpu import keep_freed_memory
-    from trainer.models.loading import load_model, pick_device, resolve_precision
+    from trainer.models.loading import load_model, model_width, pick_device, resolve_precision
 
     config, writer, tok = s.config, s.writer, s.tokens
     method = get_method(config.method)
     writer.set_phase("loading_model")
     s.device = pick_device(config.system.device)
-    s.precision = resolve_precision(config.model.precision, s.device)
+    s.precision = resolve_precision(config.model.precision, s.device, model_width(s.model_folder))
     if s.device == "cpu" and config.system.keep_freed_memory:
         keep_freed_memory()
     model = method.load_model(s)

@@ -40,9 +40,36 @@ PRECISIONS: dict[str, tuple[str, str | None]] = {
 }
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """The one place ``precision: auto`` is decided: bfloat16 on a GPU that supports it,
-    bfloat16-mixed on a CPU that multiplies bf16 natively, else float32 (bf16 without the
+# On a CPU, bf16 autocast paid from this model width up where it was measured (an AMD EPYC with
+# AVX512-BF16; bench/speed.py): the 3.7 M model (hidden size 256) trained ~1.4x faster than in
+# float32, the 0.85 M embedded default (128) ~0.9x: casting every weight and activation to bf16
+# costs more than a narrow matmul saves.
+BF16_CPU_MIN_WIDTH = 256
+
+
+def model_width(folder: Path | None) -> int | None:
+    """The hidden size in a model folder's config.json (an adapter folder's: its base's), or None."""
+    import json
+
+    from trainer.models import lora
+
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if lora.is_adapter_folder(folder):
+        folder = lora.base_of(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    width = config.get("hidden_size", (config.get("text_config") or {}).get("hidden_size"))
+    return width if isinstance(width, int) else None
+
+
+def resolve_precision(precision: str, device: str, width: int | None = None) -> str:
+    """The one place ``precision: auto`` is decided: bfloat16 on a GPU that supports it;
+    bfloat16-mixed on a CPU that multiplies bf16 natively, for a model at least
+    ``BF16_CPU_MIN_WIDTH`` wide (or of unknown ``width``); else float32 (bf16 without the
     instructions is emulated, far slower than fp32). The model's dtype and the trainer's bf16 /
     fp16 flags both follow the resolved name (``PRECISIONS``)."""
     if precision != "auto":
@@ -53,7 +80,8 @@ def resolve_precision(precision: str, device: str) -> str:
 
     if device == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bfloat16-mixed" if device == "cpu" and has_bf16_matmul() else "float32"
+    wide = width is None or width >= BF16_CPU_MIN_WIDTH
+    return "bfloat16-mixed" if device == "cpu" and wide and has_bf16_matmul() else "float32"
 
 
 def torch_dtype(precision: str) -> Any:
