@@ -11,8 +11,8 @@ SFT job (3.7 M parameters, 2,400-token rows), and several milliseconds for an ``
 [1,193, 2,048] logits that takes 1 ms on warm memory. ``keep_freed_memory`` sets a fixed 32 MiB
 mmap threshold and a 1 GiB trim threshold with ``mallopt``, what ``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` would do, from inside the process: the faults fell to a few hundred a
-step, and real tokens/s rose 7% in float32 and ~20% in bfloat16-mixed (bench/speed.py; README,
-"Speed"). The cost is the one tcmalloc and jemalloc (what Intel's PyTorch guides preload for CPU
+step, and glibc's defaults cost the small SFT job 10% of its real tokens/s and the tiny one 4%
+(``bench/speed.py --only levers``; README, "Speed"). The cost is the one tcmalloc and jemalloc (what Intel's PyTorch guides preload for CPU
 training) make too: memory a step freed stays with the process, up to the peak it reached.
 Other allocators than glibc's are left alone (``mallopt`` is glibc's).
 """

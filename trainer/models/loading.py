@@ -41,9 +41,9 @@ PRECISIONS: dict[str, tuple[str, str | None]] = {
 
 
 # On a CPU, bf16 autocast paid from this model width up where it was measured (an AMD EPYC with
-# AVX512-BF16; bench/speed.py): the 3.7 M model (hidden size 256) trained ~1.4x faster than in
-# float32, the 0.85 M embedded default (128) ~0.9x: casting every weight and activation to bf16
-# costs more than a narrow matmul saves.
+# AVX512-BF16; bench/speed.py --only levers): the 3.7 M model (hidden size 256) trained 1.65x
+# faster than in float32, the 0.85 M embedded default (128) 0.93x: casting every weight and
+# activation to bf16 costs more than a narrow matmul saves.
 BF16_CPU_MIN_WIDTH = 256
 
 
