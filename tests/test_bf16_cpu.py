@@ -117,13 +117,15 @@ def test_the_plain_lm_head_buckets_its_rows_with_the_same_outputs(always_bucket,
 def test_bf16_mixed_is_within_two_percent_of_float32():
     """The stated tolerance of bfloat16-mixed (autocast over float32 weights, rows bucketed):
     the loss within 2% of float32's and the gradients pointing the same way (cosine > 0.99)."""
-    batch = padding_free(rows([30, 45, 12, 60], seed=5))
+    batch = {**padding_free(rows([30, 45, 12, 60], seed=5)), "use_cache": False}  # 147 tokens
     model = tiny_qwen3()
     use_segmented_attention(model)
     bucket_rows(model)
+    shapes = layer_input_shapes(model)
     want, want_grads = loss_and_grads(model, batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got, grads = loss_and_grads(model, batch)
+    assert shapes == [(1, 147), (1, 160)], shapes  # bucketed under bf16 only
     assert all(g.dtype == torch.float32 for g in grads.values())
     assert abs(got - want) / want < 0.02, (got, want)
     flat = lambda gs: torch.cat([g.flatten() for g in gs.values()])  # noqa: E731
@@ -190,3 +192,54 @@ def test_keeping_freed_memory_serves_big_blocks_from_the_heap_and_keeps_them():
     if seen["default"] == ["no-mallinfo2"]:
         pytest.skip("this glibc has no mallinfo2 (before 2.33)")
     assert seen == {"default": ["True", "False"], "keep": ["False", "True"]}, seen
+
+
+def test_trls_call_under_bf16_autocast_buckets_the_row_and_the_head_unpatched(monkeypatch):
+    """TRL's SFT call (``use_cache=False``, the fused LM head) under autocast, as accelerate runs
+    it with ``bf16=True``: the real detection buckets both the backbone's row and the head's rows."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from trainer.models import lm_head
+
+    lm_head.install()
+    batch = padding_free(rows([30, 45, 12, 60], seed=5))  # 147 tokens, 143 of them scored
+    model = tiny_qwen3()
+    add_fused_lm_head(model)
+    use_segmented_attention(model)
+    bucket_rows(model)
+    shapes, widths = layer_input_shapes(model), []
+    original = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda h, *a: widths.append(h.shape[0]) or original(h, *a))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch, use_cache=False, fused_lm_head=True)
+    assert shapes == [(1, 160)], shapes
+    scored = int((batch["labels"] != -100).sum()) - 4  # TRL shifts: each sequence's first label goes
+    assert widths[-1] == bucket(scored) > scored, (widths[-1], scored)
+    assert tuple(out.log_probs.shape) == (1, 146)  # back at the real length (TRL's shift: one less)
+
+
+def test_calls_and_models_bucketing_cannot_serve_run_as_they_are(always_bucket):
+    """Outputs asked per layer or router (by the call or the config), per-token inputs besides the
+    ids, and mixture-of-experts models (their router loss would count the filler) are not bucketed."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    batch = {k: v for k, v in padding_free(rows([7, 19, 3, 12])).items() if k != "labels"}
+    model = tiny_qwen3()
+    use_segmented_attention(model)
+    bucket_rows(model)
+    shapes = layer_input_shapes(model)
+    with torch.no_grad():
+        model.base_model(**batch, use_cache=False)
+        model.base_model(**batch, use_cache=False, output_hidden_states=True)
+        model.base_model(**batch, use_cache=False, output_router_logits=True)
+        model.base_model(**batch, use_cache=False, token_type_ids=torch.zeros_like(batch["input_ids"]))
+        model.config.output_hidden_states = True
+        model.base_model(**batch, use_cache=False)
+    assert shapes == [(1, 48)] + [(1, 41)] * 4, shapes
+
+    moe = Qwen3MoeForCausalLM(Qwen3MoeConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+        intermediate_size=64, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2, attn_implementation="sdpa",
+    ))
+    bucket_rows(moe)
+    assert "forward" not in vars(moe.base_model)

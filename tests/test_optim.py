@@ -306,13 +306,19 @@ def test_bf16_is_refused_on_a_gpu_without_it(tmp_path, builtin_cache, monkeypatc
 # SFT only: a CPU without AVX512-BF16 or AMX has no bf16 matmul path (1.2 GFLOP/s against 115 in fp32 on one), and a DPO job in
 # bf16 (its SFT stage first) took 447 s of CI
 @pytest.mark.parametrize("method, precision", [("sft", "bfloat16"), ("sft", "bfloat16-mixed"), ("sft", "float16")])
-def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precision):
+def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precision, monkeypatch):
     """Autocast on CPU: the loss stays finite and falls, the weights keep the precision's dtype
-    (bf16 weights; bfloat16-mixed and fp16 autocast over fp32 weights)."""
+    (bf16 weights; bfloat16-mixed and fp16 autocast over fp32 weights), and the bf16 ones train
+    on bucketed rows (trainer.models.buckets)."""
     import torch
 
     from jobkit import REPO
     from trainer.core import TrainerEngine
+    from trainer.models import buckets
+
+    bucketed = []
+    original = buckets.padded_row
+    monkeypatch.setattr(buckets, "padded_row", lambda *a, **k: bucketed.append(original(*a, **k)) or bucketed[-1])
 
     values = {"model.precision": precision, "hyperparams.max_steps": 6, "inference.preview_every_steps": 0, "inference.num_probes": 1}
     if method == "dpo":  # on its own pairs, after the out-of-the-box SFT stage
@@ -322,6 +328,8 @@ def test_mixed_precision_trains_on_a_cpu(tmp_path, builtin_cache, method, precis
     assert metrics["loss_end"] == metrics["loss_end"] and metrics["loss_end"] < metrics["loss_start"]
     weights = load_weights(result.model_path)
     assert {w.dtype for w in weights.values()} == {torch.bfloat16 if precision == "bfloat16" else torch.float32}
+    # every training row under bf16 was one call (most of them filled); fp16 is never bucketed
+    assert (sum(row is not None for row in bucketed) >= 3) == precision.startswith("bfloat16"), bucketed
 
 
 def test_a_resume_keeps_the_optimizer_and_a_torch_schedule_its_length(tmp_path):

@@ -241,7 +241,7 @@ class ModelSection(Section):
     precision: Precision = Field(
         "auto",
         description="Training precision: auto (bfloat16 on a GPU that supports it, bfloat16-mixed "
-        "on a CPU with AVX512-BF16 or AMX, else float32), float32, bfloat16 (bf16 weights), "
+        "on a CPU with AVX512-BF16 or AMX for a model at least 256 wide, else float32), float32, bfloat16 (bf16 weights), "
         "bfloat16-mixed (float32 weights, bf16 autocast) or float16 (float32 weights, fp16 "
         "autocast). A torch dtype is accepted too.",
     )
@@ -494,8 +494,8 @@ class SystemSection(Section):
     keep_freed_memory: bool = Field(
         True,
         description="On a CPU with glibc: keep the memory training steps free for reuse instead of "
-        "returning it to the system (fewer page faults; README, 'Speed'). The process then holds "
-        "its peak memory until it ends.",
+        "returning it to the system (fewer page faults; README, 'Speed'). Freed memory then stays "
+        "with the process: up to 1 GiB of it, blocks under 32 MiB. Set for the whole process.",
     )
     torch_compile: bool = Field(
         False,

@@ -31,9 +31,14 @@ from trainer.models.attention import SEGMENTS
 MIN_MULTIPLE = 16
 STEPS_PER_DOUBLING = 32
 # Arguments of a call that is not a fresh padding-free training row (a cache, precomputed
-# embeddings, outputs per layer laid out by the row): such calls run as they are.
+# embeddings, outputs per layer or per router laid out by the row): such calls run as they are.
 _NOT_A_ROW = ("past_key_values", "cache", "inputs_embeds", "attention_mask", "cache_position",
-              "output_hidden_states", "output_attentions")
+              "output_hidden_states", "output_attentions", "output_router_logits")
+# The same outputs asked for by the model's config instead of the call
+_CONFIG_OUTPUTS = ("output_hidden_states", "output_attentions", "output_router_logits")
+# The filler's token: any id of the vocabulary serves (nothing reads the filler), and 0 is one in
+# every vocabulary, where a config's pad_token_id may be missing, -1 or past the embeddings
+FILLER_ID = 0
 
 
 def bucket(n: int) -> int:
@@ -55,7 +60,7 @@ def bf16_on_cpu(tensor: Any) -> bool:
     return tensor.dtype == torch.bfloat16
 
 
-def padded_row(kwargs: dict[str, Any], pad_id: int) -> tuple[dict[str, Any], int] | None:
+def padded_row(kwargs: dict[str, Any], pad_id: int = FILLER_ID) -> tuple[dict[str, Any], int] | None:
     """A padding-free backbone call's keywords with the row filled up to its bucket, and the real
     length; None for any other call, or a row already at a bucket length."""
     import torch
@@ -63,7 +68,10 @@ def padded_row(kwargs: dict[str, Any], pad_id: int) -> tuple[dict[str, Any], int
     ids, positions = kwargs.get("input_ids"), kwargs.get("position_ids")
     if ids is None or positions is None or ids.dim() != 2 or ids.shape[0] != 1 or kwargs.get("use_cache") is not False:
         return None
-    if any(kwargs.get(name) is not None for name in _NOT_A_ROW):
+    # a (3, 1, n) layout of multimodal rotary positions is not one row's positions
+    if positions.dim() != 2 or kwargs.get("return_dict") is False:
+        return None
+    if any(kwargs.get(name) is not None and kwargs.get(name) is not False for name in _NOT_A_ROW):
         return None
     n = ids.shape[1]
     # any other per-token input (token_type_ids, ...) would need filling too: left as it is
@@ -94,7 +102,9 @@ def padded_row(kwargs: dict[str, Any], pad_id: int) -> tuple[dict[str, Any], int
 def forward_row(backbone: Any, forward: Any, kwargs: dict[str, Any]) -> Any:
     """``forward(backbone, **kwargs)``, through a bucketed row where it is one (``padded_row``)
     and its matmuls run in bf16 on a CPU; the hidden states come back at the real length."""
-    padded = padded_row(kwargs, backbone.config.pad_token_id or 0) if bf16_on_cpu(backbone.get_input_embeddings().weight) else None
+    config = backbone.config
+    asked = any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or not getattr(config, "use_return_dict", True)
+    padded = None if asked or not bf16_on_cpu(backbone.get_input_embeddings().weight) else padded_row(kwargs)
     if padded is None:
         return forward(backbone, **kwargs)
     outputs = forward(backbone, **padded[0])
@@ -113,9 +123,13 @@ def _bucketing_forward(self, *args, **kwargs):
 def bucket_rows(model: Any) -> None:
     """Have ``model``'s backbone compute padding-free rows at bucket lengths (see the module's
     docstring). A backbone whose forward is already replaced (``trainer.models.unpad``) buckets
-    through that replacement instead."""
+    through that replacement instead. Mixture-of-experts models are left alone."""
     if getattr(model, "get_base_model", None) is not None:  # a peft wrapper: the causal LM inside
         model = model.get_base_model()
+    if hasattr(model.config.get_text_config(), "output_router_logits"):
+        # mixture-of-experts: the router's load-balancing loss is taken over every token of the
+        # row, so filler tokens would change it (and train through it)
+        return
     backbone = model.base_model
     if "forward" not in vars(backbone):
         backbone.forward = types.MethodType(_bucketing_forward, backbone)

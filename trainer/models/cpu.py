@@ -13,7 +13,8 @@ mmap threshold and a 1 GiB trim threshold with ``mallopt``, what ``MALLOC_MMAP_T
 ``MALLOC_TRIM_THRESHOLD_`` would do, from inside the process: the faults fell to a few hundred a
 step, and glibc's defaults cost the small SFT job 10% of its real tokens/s and the tiny one 4%
 (``bench/speed.py --only levers``; README, "Speed"). The cost is the one tcmalloc and jemalloc (what Intel's PyTorch guides preload for CPU
-training) make too: memory a step freed stays with the process, up to the peak it reached.
+training) make too: memory a step freed stays with the process (up to 1 GiB free; blocks of 32 MiB
+and more are still mapped apart and returned), for the rest of the process.
 Other allocators than glibc's are left alone (``mallopt`` is glibc's).
 """
 
