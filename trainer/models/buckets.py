@@ -103,7 +103,7 @@ def forward_row(backbone: Any, forward: Any, kwargs: dict[str, Any]) -> Any:
     """``forward(backbone, **kwargs)``, through a bucketed row where it is one (``padded_row``)
     and its matmuls run in bf16 on a CPU; the hidden states come back at the real length."""
     config = backbone.config
-    asked = any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or not getattr(config, "use_return_dict", True)
+    asked = any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or not getattr(config, "return_dict", True)
     padded = None if asked or not bf16_on_cpu(backbone.get_input_embeddings().weight) else padded_row(kwargs)
     if padded is None:
         return forward(backbone, **kwargs)

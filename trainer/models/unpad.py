@@ -57,7 +57,7 @@ def _padded_training_call(backbone: Any, args: tuple, kwargs: dict) -> bool:
     if any(kwargs.get(name) is not None for name in _NOT_A_TRAINING_CALL):
         return False
     config = backbone.config
-    if any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or kwargs.get("return_dict", config.use_return_dict) is False:
+    if any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or kwargs.get("return_dict", getattr(config, "return_dict", True)) is False:
         return False
     # any other per-token input (token_type_ids, ...) would reach the packed call in the padded shape
     if any(hasattr(v, "shape") and tuple(v.shape[:2]) == tuple(input_ids.shape)
