@@ -304,7 +304,8 @@ def sft_specs(out: Path, size: str, data: Path, steps: int) -> list[dict]:
     messages = conversations(out, values)
     common = {"model": str(model), "messages": str(messages), "steps": steps, "bf16": has_bf16_matmul()}
     # TRL's best gets the precision the engine picks for this model on this CPU (bf16 autocast
-    # only where it pays: trainer.models.loading.resolve_precision), the fastest one found for both
+    # only where it pays: trainer.models.loading.resolve_precision); README, "Speed", has TRL's
+    # figures in both
     best_bf16 = resolve_precision("auto", "cpu", SIZES[size]["hidden_size"]) == "bfloat16-mixed"
     return [
         {"name": f"trl-default-{size}", "kind": "trl", **common},
