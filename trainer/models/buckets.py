@@ -35,7 +35,7 @@ STEPS_PER_DOUBLING = 32
 _NOT_A_ROW = ("past_key_values", "cache", "inputs_embeds", "attention_mask", "cache_position",
               "output_hidden_states", "output_attentions", "output_router_logits")
 # The same outputs asked for by the model's config instead of the call
-_CONFIG_OUTPUTS = ("output_hidden_states", "output_attentions", "output_router_logits")
+CONFIG_OUTPUTS = ("output_hidden_states", "output_attentions", "output_router_logits")
 # The filler's token: any id of the vocabulary serves (nothing reads the filler), and 0 is one in
 # every vocabulary, where a config's pad_token_id may be missing, -1 or past the embeddings
 FILLER_ID = 0
@@ -60,6 +60,20 @@ def bf16_on_cpu(tensor: Any) -> bool:
     return tensor.dtype == torch.bfloat16
 
 
+def asks_layout_outputs(config: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether the model's config asks for outputs laid out by the row (per layer or router), or
+    the call or config for a tuple instead of a ModelOutput: a call whose row the backbone may
+    not lay out differently (here, and in ``trainer.models.unpad``)."""
+    return (any(getattr(config, name, False) for name in CONFIG_OUTPUTS)
+            or kwargs.get("return_dict", getattr(config, "return_dict", True)) is False)
+
+
+def other_per_token_input(kwargs: dict[str, Any], shape: tuple[int, ...], known: set[str]) -> bool:
+    """Whether a call has a per-token input of ``shape`` (token_type_ids, ...) besides ``known``:
+    it would reach a call laid out differently in its old shape."""
+    return any(hasattr(v, "shape") and tuple(v.shape[:2]) == tuple(shape) for k, v in kwargs.items() if k not in known)
+
+
 def padded_row(kwargs: dict[str, Any], pad_id: int = FILLER_ID) -> tuple[dict[str, Any], int] | None:
     """A padding-free backbone call's keywords with the row filled up to its bucket, and the real
     length; None for any other call, or a row already at a bucket length."""
@@ -69,14 +83,13 @@ def padded_row(kwargs: dict[str, Any], pad_id: int = FILLER_ID) -> tuple[dict[st
     if ids is None or positions is None or ids.dim() != 2 or ids.shape[0] != 1 or kwargs.get("use_cache") is not False:
         return None
     # a (3, 1, n) layout of multimodal rotary positions is not one row's positions
-    if positions.dim() != 2 or kwargs.get("return_dict") is False:
+    if positions.dim() != 2:
         return None
     if any(kwargs.get(name) is not None and kwargs.get(name) is not False for name in _NOT_A_ROW):
         return None
     n = ids.shape[1]
-    # any other per-token input (token_type_ids, ...) would need filling too: left as it is
-    known = {"input_ids", "position_ids", "seq_idx"}
-    if any(hasattr(v, "shape") and tuple(v.shape[:2]) == (1, n) for k, v in kwargs.items() if k not in known):
+    # any other per-token input would need filling too: left as it is
+    if other_per_token_input(kwargs, (1, n), {"input_ids", "position_ids", "seq_idx"}):
         return None
     filler = bucket(n) - n
     if not filler:
@@ -102,8 +115,7 @@ def padded_row(kwargs: dict[str, Any], pad_id: int = FILLER_ID) -> tuple[dict[st
 def forward_row(backbone: Any, forward: Any, kwargs: dict[str, Any]) -> Any:
     """``forward(backbone, **kwargs)``, through a bucketed row where it is one (``padded_row``)
     and its matmuls run in bf16 on a CPU; the hidden states come back at the real length."""
-    config = backbone.config
-    asked = any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or not getattr(config, "return_dict", True)
+    asked = asks_layout_outputs(backbone.config, kwargs)
     padded = None if asked or not bf16_on_cpu(backbone.get_input_embeddings().weight) else padded_row(kwargs)
     if padded is None:
         return forward(backbone, **kwargs)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainer.models import buckets
+
 # [tokens, 32k] fp32 logits of an 8 x 512 batch are 0.5 GB: past that, TRL's tiles pay.
 PLAIN_MAX_VOCAB = 32768
 # Where the plain path runs: devices without TRL's Triton kernel.
@@ -42,11 +44,9 @@ def plain_log_probs(
     CPU the scored rows are computed at a bucket length (``trainer.models.buckets``)."""
     import torch
 
-    from trainer.models.buckets import bf16_on_cpu, bucket
-
     n = hidden.shape[0]
-    if hidden.dim() == 2 and bf16_on_cpu(hidden) and bucket(n) != n:
-        filler = bucket(n) - n
+    filler = buckets.bucket(n) - n if hidden.dim() == 2 and buckets.bf16_on_cpu(hidden) else 0
+    if filler:
         hidden = torch.cat([hidden, hidden.new_zeros(filler, hidden.shape[1])])
         padded = plain_log_probs(hidden, weight, bias, torch.cat([targets, targets.new_zeros(filler)]), temperature,
                                  chunk_size, final_logit_softcapping, logit_scale, outputs)

@@ -37,7 +37,7 @@ import types
 from typing import Any
 
 from trainer.models.attention import NAME, SEGMENTS, use_segmented_attention
-from trainer.models.buckets import forward_row
+from trainer.models.buckets import asks_layout_outputs, forward_row, other_per_token_input
 
 
 # Arguments that make a call something other than a fresh training forward (a cache under either
@@ -45,8 +45,6 @@ from trainer.models.buckets import forward_row
 # come back in the packed layout): such calls stay padded.
 _NOT_A_TRAINING_CALL = ("cache", "past_key_values", "inputs_embeds", "position_ids", "cache_position",
                         "output_hidden_states", "output_attentions", "output_router_logits")
-# The same outputs asked for by the model's config instead of the call
-_CONFIG_OUTPUTS = ("output_hidden_states", "output_attentions", "output_router_logits")
 
 
 def _padded_training_call(backbone: Any, args: tuple, kwargs: dict) -> bool:
@@ -56,12 +54,10 @@ def _padded_training_call(backbone: Any, args: tuple, kwargs: dict) -> bool:
         return False
     if any(kwargs.get(name) is not None for name in _NOT_A_TRAINING_CALL):
         return False
-    config = backbone.config
-    if any(getattr(config, name, False) for name in _CONFIG_OUTPUTS) or kwargs.get("return_dict", getattr(config, "return_dict", True)) is False:
+    if asks_layout_outputs(backbone.config, kwargs):
         return False
-    # any other per-token input (token_type_ids, ...) would reach the packed call in the padded shape
-    if any(hasattr(v, "shape") and tuple(v.shape[:2]) == tuple(input_ids.shape)
-           for k, v in kwargs.items() if k not in ("input_ids", "attention_mask")):
+    # any other per-token input would reach the packed call in the padded shape
+    if other_per_token_input(kwargs, tuple(input_ids.shape), {"input_ids", "attention_mask"}):
         return False
     return backbone._unpad_pairs or not bool(attention_mask.all())
 
