@@ -109,7 +109,12 @@ def test_datasets_train_in_priority_order_bad_one_fails_hero_promoted(daemon):
     daemon.drop("good.jsonl", rows(120), folder="low")
     daemon.drop("corrupt.jsonl", rows(10) + ["{not json"] * 10, folder="high")
     daemon.start()
-    daemon.wait(lambda: len(daemon.jobs("done")) == 1 and len(daemon.jobs("failed")) == 1)
+    # The folder moves into done/ or failed/ first and the history and status record it after,
+    # so wait for the status as well as the folders.
+    daemon.wait(
+        lambda: len(daemon.jobs("done")) == 1 and len(daemon.jobs("failed")) == 1
+        and daemon.status().get("jobs_done") == 1 and daemon.status().get("jobs_failed") == 1
+    )
 
     failed = daemon.jobs("failed")[0]
     assert failed.name.endswith("corrupt.jsonl")
